@@ -1,0 +1,20 @@
+/**
+ * @file sae.h
+ * @brief Umbrella header: includes every public header of libsae.
+ *
+ * @mainpage libsae
+ * libsae is a C library for sparse-autoencoder interpretability of language models:
+ * dictionaries of every common architecture (@ref dict), fast dense and sparse encoders
+ * (@ref encoder), the files of SAELens, sparsify, dictionary_learning and OpenAI (@ref io,
+ * @ref safetensors), and the core utilities they build on (@ref core).
+ */
+#ifndef SAE_SAE_H
+#define SAE_SAE_H
+
+#include "core.h"
+#include "dict.h"
+#include "encoder.h"
+#include "io.h"
+#include "safetensors.h"
+
+#endif /* SAE_SAE_H */

@@ -1,0 +1,65 @@
+/*
+ * internal.h: what the modules of libsae share and never export.
+ *
+ * Naming: cross-file internals are sae__name (two underscores), hidden by -fvisibility=hidden
+ * and the version script lib/sae.map.
+ */
+#ifndef SAE_INTERNAL_H
+#define SAE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sae/sae.h"
+
+/* ---- errors (lib/core/status.c) -------------------------------------------------------- */
+
+/* Set this thread's last-error message (printf-style) and return `status`, so that a failure
+ * reads `return sae__fail(SAE_ESHAPE, "W_dec has shape [%lld], expected ...", ...);`. */
+sae_status sae__fail(sae_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prefix the current message with "prefix: " (e.g. a file name) and return `status`. */
+sae_status sae__fail_prefix(sae_status status, const char *prefix);
+
+/* ---- memory (lib/core/alloc.c) --------------------------------------------------------- */
+
+#define SAE_ALIGN 64
+
+/* The allocator to use: `a`, or the default one when `a` is NULL. */
+const sae_allocator *sae__allocator(const sae_allocator *a);
+
+/* count * size bytes, 64-byte aligned; NULL on overflow or failure (message set, ENOMEM). */
+void *sae__alloc_array(const sae_allocator *a, size_t count, size_t size);
+void sae__free(const sae_allocator *a, void *ptr);
+/* Copy of a NUL-terminated string (NULL in, NULL out). */
+char *sae__strdup(const sae_allocator *a, const char *s);
+
+/* ---- versioned option structs (lib/core/options.c) ------------------------------------- */
+
+/* Copy a caller's options struct into `dst` (already holding the defaults, dst_size bytes):
+ * reads min(src->struct_size, dst_size) bytes; a struct_size below 4, or non-zero bytes past
+ * dst_size (fields of a newer header this library does not know), is SAE_EINVAL. `what` names
+ * the struct in the message. A NULL `src` keeps the defaults. */
+sae_status sae__read_options(void *dst, size_t dst_size, const void *src, const char *what);
+
+/* ---- threads (lib/core/threads.c) ------------------------------------------------------ */
+
+/* Threads for a call: `requested` if > 0, else sae_default_threads(). */
+int sae__threads(int32_t requested);
+
+/* ---- BLAS (lib/core/blas.c): the only caller of BLIS ----------------------------------- */
+
+/* C = alpha * op(A) op(B) + beta * C, row-major, op = transpose when trans_* is true.
+ * op(A): (m, k), op(B): (k, n), C: (m, n). lda/ldb/ldc are row strides in elements.
+ * Runs on `n_threads` threads (per call, never a global setting). */
+sae_status sae__sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                      const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
+                      float *C, int64_t ldc, int n_threads);
+
+/* ---- checks ---------------------------------------------------------------------------- */
+
+/* Index of the first non-finite value in x[0..n), or -1. */
+int64_t sae__first_nonfinite(const float *x, int64_t n);
+
+#endif /* SAE_INTERNAL_H */
