@@ -492,7 +492,8 @@ static void test_atomic_write(void **state)
     assert_sae_ok(sae__read_text_file(path, 6, &text)); /* exactly at the limit */
     assert_string_equal(text, "hello\n");
     free(text);
-    assert_error(sae__read_text_file(tmp_path("absent.txt"), 100, &text), SAE_EIO, "absent.txt");
+    assert_error(sae__read_text_file(tmp_path("absent.txt"), 100, &text), SAE_ENOTFOUND,
+                 "absent.txt");
 }
 
 static void test_read_text_file_grows(void **state)

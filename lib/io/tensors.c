@@ -46,7 +46,9 @@ sae_status sae__tensors_take_f32(const sae__tensor_set *set, const char *name, i
     sae_status s = sae_st_to_f32(t, buf, t->numel);
     if (s != SAE_OK) {
         sae__free(a, buf);
-        return sae__fail(s, "%s: tensor %s: %s", set->origin, name, sae_last_error());
+        char prefix[512];
+        snprintf(prefix, sizeof prefix, "%s: tensor %s", set->origin, name);
+        return sae__fail_prefix(s, prefix);
     }
     if (transpose && ndim == 2 && shape[0] > 1 && shape[1] > 1) {
         int64_t rows = shape[0], cols = shape[1];
