@@ -52,9 +52,9 @@ sae_status sae__export_fold(const sae_dict *d, bool fold_scale, bool fold_rescal
                 sae__free(d->allocator, dst[j]);
             return SAE_ENOMEM;
         }
-    float *W_enc = dst[0], *b_enc = dst[1], *W_dec = dst[2], *b_dec = dst[3], *thr = dst[4];
+    float *W_enc = dst[0], *b_enc = dst[1], *W_dec = dst[2], *b_dec = dst[3];
     out->w.W_enc = W_enc, out->w.b_enc = b_enc, out->w.W_dec = W_dec, out->w.b_dec = b_dec;
-    out->w.threshold = thr, out->w.b_gate = dst[5], out->w.b_mag = dst[6], out->w.r_mag = dst[7];
+    out->w.threshold = dst[4], out->w.b_gate = dst[5], out->w.b_mag = dst[6], out->w.r_mag = dst[7];
     if (fold_scale && d->config.input_norm == SAE_NORM_SCALE && d->config.act_scale != 1.0f) {
         const float sc = d->config.act_scale;
         for (int64_t i = 0; i < D * F; i++)
@@ -67,11 +67,12 @@ sae_status sae__export_fold(const sae_dict *d, bool fold_scale, bool fold_rescal
         for (int64_t i = 0; i < D; i++)
             for (int64_t j = 0; j < F; j++)
                 W_enc[i * F + j] *= n[j];
+        float *b_gate = dst[5], *b_mag = dst[6];
         for (int64_t j = 0; j < F; j++) {
             if (b_enc)
                 b_enc[j] *= n[j];
-            if (thr)
-                thr[j] *= n[j];
+            if (b_gate) /* the gate's sign and the magnitude both scale with n */
+                b_gate[j] *= n[j], b_mag[j] *= n[j];
             for (int64_t i = 0; i < D; i++)
                 W_dec[j * D + i] /= n[j];
         }
@@ -81,12 +82,24 @@ sae_status sae__export_fold(const sae_dict *d, bool fold_scale, bool fold_rescal
 
 sae_status sae__make_dir(const char *dir)
 {
-    if (mkdir(dir, 0777) == 0)
-        return SAE_OK;
-    struct stat st;
-    if (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
-        return SAE_OK;
-    return sae__fail(SAE_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return sae__fail(SAE_EINVAL, "path too long: %s", dir);
+    /* mkdir -p: create each missing component in turn. */
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        struct stat st;
+        if (mkdir(path, 0777) != 0 && !(errno == EEXIST && stat(path, &st) == 0 &&
+                                        S_ISDIR(st.st_mode)))
+            return sae__fail(SAE_EIO, "%s: cannot create directory %s: %s", dir, path,
+                             strerror(errno));
+        *p = saved;
+        if (saved == '\0')
+            return SAE_OK;
+    }
 }
 
 static sae_status write_text(FILE *f, void *user)

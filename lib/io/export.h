@@ -15,8 +15,9 @@
  * b_gate, b_mag, r_mag); a threshold is NULL where `d` has none.
  *   fold_scale:   SAE_NORM_SCALE s  -> W_enc * s, W_dec / s, b_dec / s (SAELens'
  *                 fold_activation_norm_scaling_factor); the result has no input scaling.
- *   fold_rescale: rescale by decoder norms n -> W_enc * n, b_enc * n, threshold * n, W_dec / n
- *                 (SAELens fold_W_dec_norm); exact for the encode/decode maps. */
+ *   fold_rescale: rescale by decoder norms n (codes = act(pre * n), decoded as codes / n) ->
+ *                 W_enc * n, b_enc * n (Gated: b_gate * n, b_mag * n), W_dec / n; thresholds
+ *                 already compare against pre * n and stay. Same codes, same reconstructions. */
 typedef struct sae__export {
     sae_dict_weights w;
     int64_t d_in, d_sae;
@@ -26,7 +27,7 @@ sae_status sae__export_fold(const sae_dict *d, bool fold_scale, bool fold_rescal
                             sae__export *out);
 void sae__export_free(const sae_dict *d, sae__export *e);
 
-/* mkdir -p for the last component only (parent must exist); an existing directory is fine. */
+/* mkdir -p: create `dir` and any missing parents; an existing directory is fine. */
 sae_status sae__make_dir(const char *dir);
 
 /* Write `json` (printed, indented) to dir/name crash-safely. */

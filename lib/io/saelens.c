@@ -297,7 +297,8 @@ sae_status sae__save_saelens(const sae_dict *d, const char *dir)
     sae_status s = sae__make_dir(dir);
     sae__export e;
     if (s == SAE_OK)
-        s = sae__export_fold(d, true, false, &e);
+        /* SAELens rescales by decoder norms for TopK only: fold it for the others. */
+        s = sae__export_fold(d, true, d->config.arch != SAE_ARCH_TOPK, &e);
     if (s != SAE_OK)
         return s;
     s = write_weights(&e, d->config.arch, path);

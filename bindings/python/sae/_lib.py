@@ -1,0 +1,215 @@
+"""Find libsae.so, declare the C functions the bindings call, turn errors into exceptions.
+
+The library is looked up, in order:
+
+1. the path in the ``SAE_LIBRARY`` environment variable (an error if it does not load);
+2. ``libsae.so*`` in this package's directory;
+3. the system: ``ctypes.util.find_library("sae")``, then the SONAME ``libsae.so.0.1``.
+
+Every function the package uses is declared once, in :data:`_SIGNATURES`. Functions that return a
+``sae_status`` get an ``errcheck`` that raises :class:`SaeError` with the library's per-thread
+message. Handles are ``c_void_p``; buffers are passed as ``c_void_p`` addresses.
+"""
+
+import ctypes
+import ctypes.util
+import glob
+import os
+from ctypes import POINTER, c_char_p, c_int32, c_int64, c_uint32, c_void_p
+
+from . import _structs
+
+#: The libsae version these bindings were written for (SAE_VERSION_MAJOR, SAE_VERSION_MINOR).
+BINDINGS_VERSION = (0, 1)
+
+#: SONAME of the library the bindings were written for.
+_SONAME = "libsae.so.%d.%d" % BINDINGS_VERSION
+
+
+class SaeError(Exception):
+    """An error reported by libsae.
+
+    Attributes:
+        code: the negative ``sae_status`` value (``-1`` EINVAL ... ``-10`` ENOTFOUND).
+        status: the library's static text for ``code`` (``sae_status_str``), e.g. "shape mismatch".
+        message: the detailed per-thread message (``sae_last_error``), e.g.
+            ``"W_dec has shape [64, 32], expected [256, 64]"``.
+    """
+
+    def __init__(self, code, message, status=None):
+        self.code = int(code)
+        self.message = message
+        self.status = status if status is not None else status_str(self.code)
+        super().__init__(self.code, message)
+
+    def __str__(self):
+        if self.message:
+            return "%s (%s, %d)" % (self.message, self.status, self.code)
+        return "%s (%d)" % (self.status, self.code)
+
+
+status_t = c_int32
+_handle = c_void_p
+_ptr = c_void_p  # any buffer, passed as an address
+
+# name: (restype, argtypes). Functions whose restype is status_t get the raising errcheck.
+_SIGNATURES = {
+    # core.h
+    "sae_status_str": (c_char_p, [status_t]),
+    "sae_last_error": (c_char_p, []),
+    "sae_clear_error": (None, []),
+    "sae_version_number": (c_uint32, []),
+    "sae_version_string": (c_char_p, []),
+    "sae_default_threads": (c_int32, []),
+    "sae_blas_kernels": (c_char_p, []),
+    # dict.h
+    "sae_dict_create": (status_t, [POINTER(_handle), POINTER(_structs.DictConfig),
+                                   POINTER(_structs.DictWeights), _ptr]),
+    "sae_dict_free": (None, [_handle]),
+    "sae_dict_get_config": (status_t, [_handle, POINTER(_structs.DictConfig)]),
+    "sae_dict_get_weights": (status_t, [_handle, POINTER(_structs.DictWeights)]),
+    "sae_dict_arch": (c_int32, [_handle]),
+    "sae_dict_d_in": (c_int64, [_handle]),
+    "sae_dict_d_sae": (c_int64, [_handle]),
+    "sae_dict_k": (c_int64, [_handle]),
+    "sae_dict_decoder_norms": (_ptr, [_handle]),
+    "sae_arch_name": (c_char_p, [c_int32]),
+    # encoder.h
+    "sae_encoder_create": (status_t, [POINTER(_handle), _handle,
+                                      POINTER(_structs.EncoderOptions)]),
+    "sae_encoder_free": (None, [_handle]),
+    "sae_encoder_encode": (status_t, [_handle, c_int64, _ptr, c_int64, _ptr, c_int64,
+                                      _ptr, c_int64]),
+    "sae_encoder_encode_sparse": (status_t, [_handle, c_int64, _ptr, c_int64, _handle]),
+    "sae_encoder_decode": (status_t, [_handle, c_int64, _ptr, c_int64, _ptr, c_int64]),
+    "sae_encoder_decode_sparse": (status_t, [_handle, c_int64, _ptr, _ptr, _ptr, _ptr,
+                                             c_int64]),
+    "sae_encoder_reconstruct": (status_t, [_handle, c_int64, _ptr, c_int64, _ptr, c_int64,
+                                           _ptr, c_int64]),
+    "sae_codes_create": (status_t, [POINTER(_handle), _ptr]),
+    "sae_codes_free": (None, [_handle]),
+    "sae_codes_rows": (c_int64, [_handle]),
+    "sae_codes_nnz": (c_int64, [_handle]),
+    "sae_codes_offsets": (_ptr, [_handle]),
+    "sae_codes_indices": (_ptr, [_handle]),
+    "sae_codes_values": (_ptr, [_handle]),
+    # io.h
+    "sae_dict_load": (status_t, [POINTER(_handle), c_char_p, POINTER(_structs.LoadOptions)]),
+    "sae_detect_format": (status_t, [c_char_p, POINTER(c_int32)]),
+    "sae_dict_save": (status_t, [_handle, c_char_p, c_int32]),
+    "sae_format_name": (c_char_p, [c_int32]),
+    # safetensors.h
+    "sae_st_open": (status_t, [POINTER(_handle), c_char_p]),
+    "sae_st_close": (None, [_handle]),
+    "sae_st_count": (c_int64, [_handle]),
+    "sae_st_tensor_at": (POINTER(_structs.TensorInfo), [_handle, c_int64]),
+    "sae_st_find": (POINTER(_structs.TensorInfo), [_handle, c_char_p]),
+    "sae_st_metadata": (c_char_p, [_handle, c_char_p]),
+    "sae_st_to_f32": (status_t, [POINTER(_structs.TensorInfo), _ptr, c_int64]),
+    "sae_dtype_size": (c_int32, [c_int32]),
+    "sae_dtype_name": (c_char_p, [c_int32]),
+    "sae_st_writer_create": (status_t, [POINTER(_handle)]),
+    "sae_st_writer_free": (None, [_handle]),
+    "sae_st_writer_add": (status_t, [_handle, c_char_p, c_int32, c_int32, POINTER(c_int64),
+                                     _ptr]),
+    "sae_st_writer_set_metadata": (status_t, [_handle, c_char_p, c_char_p]),
+    "sae_st_writer_write": (status_t, [_handle, c_char_p]),
+}
+
+def _candidates():
+    """Yield (description, path) pairs to try, in the documented order."""
+    env = os.environ.get("SAE_LIBRARY")
+    if env:
+        yield "SAE_LIBRARY", env
+        return  # an explicit choice is never silently replaced by another library
+    here = os.path.dirname(os.path.abspath(__file__))
+    for path in sorted(glob.glob(os.path.join(here, "libsae.so*"))):
+        yield "package directory", path
+    found = ctypes.util.find_library("sae")
+    if found:
+        yield "system", found
+    yield "system", _SONAME
+
+
+def _open():
+    errors = []
+    for where, path in _candidates():
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as exc:
+            errors.append("%s (%s): %s" % (path, where, exc))
+    raise ImportError("cannot load libsae; set SAE_LIBRARY to the path of libsae.so. Tried:\n  "
+                      + "\n  ".join(errors))
+
+
+lib, path = _open()
+
+
+def _decode(raw):
+    return raw.decode("utf-8", "replace") if raw is not None else None
+
+
+def status_str(code):
+    """Static text of a status code (``sae_status_str``)."""
+    return _decode(lib.sae_status_str(code))
+
+
+def last_error():
+    """This thread's last error message (``sae_last_error``), "" if none."""
+    return _decode(lib.sae_last_error()) or ""
+
+
+def _errcheck(result, func, args):
+    if result < 0:
+        raise SaeError(result, last_error())
+    return result
+
+
+def _missing(name):
+    def stub(*args):
+        raise NotImplementedError("%s does not export %s (a partial development build?)"
+                                  % (path, name))
+    stub.__name__ = name
+    return stub
+
+
+def _declare():
+    """Apply the table. A function the library lacks (only a development build can: a release
+    of the right version exports all of them) raises NotImplementedError when called."""
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        try:
+            func = getattr(lib, name)
+        except AttributeError:
+            setattr(lib, name, _missing(name))
+            continue
+        func.restype = restype
+        func.argtypes = argtypes
+        if restype is status_t:
+            func.errcheck = _errcheck
+
+
+def _check_version():
+    number = lib.sae_version_number()
+    major, minor = number // 10000, number // 100 % 100
+    want_major, want_minor = BINDINGS_VERSION
+    # Before 1.0 every minor release has its own SONAME (libsae.so.0.MINOR): require it exactly.
+    # From 1.0 on, a minor release only adds, so any newer minor of the same major works.
+    compatible = major == want_major and (minor == want_minor if major == 0
+                                          else minor >= want_minor)
+    if not compatible:
+        raise ImportError("%s is libsae %s; these bindings need %d.%d"
+                          % (path, _decode(lib.sae_version_string()), want_major, want_minor))
+
+
+_declare()
+_check_version()
+
+
+def new_handle():
+    """An empty ``c_void_p`` to pass by reference as an ``out`` handle."""
+    return c_void_p()
+
+
+def fspath_bytes(p):
+    """A path (str, bytes or os.PathLike) as bytes for a ``const char *`` argument."""
+    return os.fsencode(os.fspath(p))
