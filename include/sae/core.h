@@ -76,10 +76,10 @@ SAE_API const char *sae_last_error(void);
 /** @brief Forget this thread's last error message. */
 SAE_API void sae_clear_error(void);
 
-/** @brief Version of the library at run time, as ::SAE_VERSION_NUMBER. */
+/** @return Version of the library at run time, as ::SAE_VERSION_NUMBER. */
 SAE_API uint32_t sae_version_number(void);
 
-/** @brief Version of the library at run time as text, e.g. "0.1.0". */
+/** @return Version of the library at run time as text, e.g. "0.1.0". */
 SAE_API const char *sae_version_string(void);
 
 /**
@@ -94,13 +94,13 @@ typedef struct sae_allocator {
     void *user;                                                  /**< Passed through. */
 } sae_allocator;
 
-/** @brief The default allocator: aligned_alloc/free with 64-byte alignment. */
+/** @return The default allocator: aligned_alloc/free with 64-byte alignment. */
 SAE_API const sae_allocator *sae_default_allocator(void);
 
 /**
  * @brief Number of threads a call uses when its options say 0 ("default").
  *
- * The number of CPUs this process may run on (sched_getaffinity), at least 1.
+ * @return The number of CPUs this process may run on (sched_getaffinity), at least 1.
  */
 SAE_API int32_t sae_default_threads(void);
 
@@ -137,19 +137,20 @@ typedef struct sae_rng {
  */
 SAE_API void sae_rng_init(sae_rng *rng, uint64_t seed, uint64_t stream);
 
-/** @brief Next uniformly distributed 32-bit word. @param[in,out] rng The generator. */
+/** @return Next uniformly distributed 32-bit word. @param[in,out] rng The generator. */
 SAE_API uint32_t sae_rng_u32(sae_rng *rng);
 
-/** @brief Uniform float in [0, 1) with 24 random bits. @param[in,out] rng The generator. */
+/** @return Uniform float in [0, 1) with 24 random bits. @param[in,out] rng The generator. */
 SAE_API float sae_rng_uniform(sae_rng *rng);
 
-/** @brief Standard normal float (Box-Muller on two uniforms). @param[in,out] rng The generator. */
+/** @return Standard normal float (Box-Muller on two uniforms). @param[in,out] rng The generator. */
 SAE_API float sae_rng_normal(sae_rng *rng);
 
 /**
  * @brief Uniform integer in [0, n) without modulo bias.
  * @param[in,out] rng The generator.
  * @param[in] n Upper bound, n >= 1.
+ * @return A value in [0, n) (0 when n <= 1).
  */
 SAE_API uint64_t sae_rng_below(sae_rng *rng, uint64_t n);
 

@@ -148,13 +148,13 @@ SAE_API sae_status sae_dict_get_config(const sae_dict *dict, sae_dict_config *ou
  */
 SAE_API sae_status sae_dict_get_weights(const sae_dict *dict, sae_dict_weights *out);
 
-/** @brief Architecture (::sae_arch). @param[in] dict The dictionary. */
+/** @return Architecture (::sae_arch). @param[in] dict The dictionary. */
 SAE_API int32_t sae_dict_arch(const sae_dict *dict);
-/** @brief Input width. @param[in] dict The dictionary. */
+/** @return Input width. @param[in] dict The dictionary. */
 SAE_API int64_t sae_dict_d_in(const sae_dict *dict);
-/** @brief Number of features. @param[in] dict The dictionary. */
+/** @return Number of features. @param[in] dict The dictionary. */
 SAE_API int64_t sae_dict_d_sae(const sae_dict *dict);
-/** @brief k for TopK / BatchTopK, else 0. @param[in] dict The dictionary. */
+/** @return k for TopK / BatchTopK, else 0. @param[in] dict The dictionary. */
 SAE_API int64_t sae_dict_k(const sae_dict *dict);
 
 /**

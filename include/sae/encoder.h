@@ -166,15 +166,15 @@ SAE_API void sae_codes_free(sae_codes *codes);
  */
 SAE_API sae_status sae_codes_reserve(sae_codes *codes, int64_t rows, int64_t nnz);
 
-/** @brief Number of rows. @param[in] codes The codes. */
+/** @return Number of rows. @param[in] codes The codes. */
 SAE_API int64_t sae_codes_rows(const sae_codes *codes);
-/** @brief Number of stored non-zeros (offsets[rows]). @param[in] codes The codes. */
+/** @return Number of stored non-zeros (offsets[rows]). @param[in] codes The codes. */
 SAE_API int64_t sae_codes_nnz(const sae_codes *codes);
-/** @brief Borrowed (rows + 1) row offsets. @param[in] codes The codes. */
+/** @return Borrowed (rows + 1) row offsets. @param[in] codes The codes. */
 SAE_API const int64_t *sae_codes_offsets(const sae_codes *codes);
-/** @brief Borrowed (nnz) feature ids, ascending within a row. @param[in] codes The codes. */
+/** @return Borrowed (nnz) feature ids, ascending within a row. @param[in] codes The codes. */
 SAE_API const int32_t *sae_codes_indices(const sae_codes *codes);
-/** @brief Borrowed (nnz) values. @param[in] codes The codes. */
+/** @return Borrowed (nnz) values. @param[in] codes The codes. */
 SAE_API const float *sae_codes_values(const sae_codes *codes);
 
 #ifdef __cplusplus

@@ -69,7 +69,7 @@ SAE_API sae_status sae_st_open_memory(sae_st_reader **out, const void *data, siz
 /** @brief Close a reader. Accepts NULL. @param[in] reader The reader. */
 SAE_API void sae_st_close(sae_st_reader *reader);
 
-/** @brief Number of tensors. @param[in] reader The reader. */
+/** @return Number of tensors. @param[in] reader The reader. */
 SAE_API int64_t sae_st_count(const sae_st_reader *reader);
 
 /**
