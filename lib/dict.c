@@ -94,7 +94,7 @@ static sae_status check_weights(const sae_dict_config *c, sae_dict_weights *w)
     return SAE_OK;
 }
 
-static void free_weights(const sae_allocator *a, const sae_dict_weights *w)
+void sae__dict_weights_free(const sae_allocator *a, const sae_dict_weights *w)
 {
     const float *owned[] = {w->W_enc, w->b_enc,  w->W_dec, w->b_dec,
                             w->threshold, w->b_gate, w->b_mag, w->r_mag};
@@ -110,7 +110,7 @@ void sae_dict_free(sae_dict *d)
     if (d->owns_weights) {
         sae_dict_weights w = {sizeof w,     0u,           d->W_enc,  d->b_enc, d->W_dec,
                               d->b_dec,     d->threshold, d->b_gate, d->b_mag, d->r_mag};
-        free_weights(a, &w);
+        sae__dict_weights_free(a, &w);
     }
     sae__free(a, d->decoder_norms);
     sae__free(a, d->exp_r_mag);
@@ -205,7 +205,7 @@ sae_status sae__dict_adopt(sae_dict **out, const sae_dict_config *config, sae_di
     if (s == SAE_OK)
         s = make_dict(out, &c, &local, a, true);
     if (s != SAE_OK && w)
-        free_weights(a, w);
+        sae__dict_weights_free(a, w);
     return s;
 }
 
@@ -239,7 +239,7 @@ sae_status sae_dict_create(sae_dict **out, const sae_dict_config *config,
     }
     s = make_dict(out, &c, &copy, allocator, true);
     if (s != SAE_OK)
-        free_weights(allocator, &copy);
+        sae__dict_weights_free(allocator, &copy);
     return s;
 }
 

@@ -709,10 +709,10 @@ static void test_shape_overflow(void **state)
 {
     expect_bad_header("{\"w\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296],"
                       "\"data_offsets\":[0,0]}}", 0,
-                      "shape 4294967296x4294967296 overflows (more than 2^63 elements)");
+                      "shape [4294967296, 4294967296] overflows (more than 2^63 elements)");
     expect_bad_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[2147483648,2147483648],"
                       "\"data_offsets\":[0,0]}}", 0,
-                      "2147483648x2147483648 F32 overflows (more than 2^63 bytes)");
+                      "[2147483648, 2147483648] F32 overflows (more than 2^63 bytes)");
     /* A zero dimension makes the product 0 whatever the others are. */
     expect_good_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,0,4294967296],"
                        "\"data_offsets\":[0,0]}}", 0);
@@ -765,9 +765,9 @@ static void test_gap_between_regions(void **state)
 static void test_size_mismatch(void **state)
 {
     expect_bad_header("{\"W_dec\":{\"dtype\":\"F32\",\"shape\":[32,32],\"data_offsets\":[0,100]}}",
-                      100, "tensor W_dec: data_offsets [0, 100] but 32x32 F32 needs 4096 bytes");
+                      100, "tensor W_dec: data_offsets [0, 100] but [32, 32] F32 needs 4096 bytes");
     expect_bad_header("{\"s\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[0,4]}}", 4,
-                      "data_offsets [0, 4] but scalar F64 needs 8 bytes");
+                      "data_offsets [0, 4] but [] F64 needs 8 bytes");
 }
 
 static void test_bad_metadata(void **state)

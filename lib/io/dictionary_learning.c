@@ -168,16 +168,6 @@ static sae_status check_keys(const sae__tensor_set *ts, const dl_cfg *c)
     return SAE_OK;
 }
 
-static void format_dims(char *buf, size_t size, const sae_tensor_info *t)
-{
-    size_t used = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < t->ndim && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld",
-                                 (long long)t->shape[i]);
-    if (used < size)
-        snprintf(buf + used, size - used, "]");
-}
-
 /* An int scalar tensor (k). *present = false when absent. */
 static sae_status scalar_int(const sae__tensor_set *ts, const char *name, bool *present,
                              int64_t *out)
@@ -188,7 +178,7 @@ static sae_status scalar_int(const sae__tensor_set *ts, const char *name, bool *
         return SAE_OK;
     if (t->ndim != 0) {
         char sh[96];
-        format_dims(sh, sizeof sh, t);
+        sae__format_shape(sh, sizeof sh, t->ndim, t->shape);
         return sae__fail(SAE_ESHAPE, "%s: %s has shape %s, expected a scalar []", ts->origin,
                          name, sh);
     }
@@ -220,15 +210,6 @@ static sae_status scalar_float(const sae__tensor_set *ts, const char *name,
     if (!isfinite(*out))
         return sae__fail(SAE_ENUMERIC, "%s: %s is %g", ts->origin, name, (double)*out);
     return SAE_OK;
-}
-
-static void free_weights(const sae_allocator *a, sae_dict_weights *w)
-{
-    const float *arrays[] = {w->W_enc, w->b_enc,     w->W_dec, w->b_dec,
-                             w->threshold, w->b_gate, w->b_mag, w->r_mag};
-    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
-        sae__free(a, (void *)arrays[i]);
-    *w = (sae_dict_weights)SAE_DICT_WEIGHTS_INIT;
 }
 
 /* k and threshold of the TopK family into the config and weights. */
@@ -398,7 +379,7 @@ sae_status sae__load_dictionary_learning(sae_dict **out, const char *path,
         dc.hook_name = c.submodule_name;
         s = take_weights(&ts, &c, opt, a, &dc, &w);
         if (s != SAE_OK)
-            free_weights(a, &w);
+            sae__dict_weights_free(a, &w);
     }
     sae__pt_close(pt);
     if (s == SAE_OK) {

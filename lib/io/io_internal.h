@@ -31,6 +31,12 @@ sae_status sae__tensors_take_f32(const sae__tensor_set *set, const char *name, i
                                  const int64_t *shape, bool transpose, const sae_allocator *a,
                                  float **out);
 
+/* "[d0, d1, ...]" into buf (truncated to size), for error messages. */
+void sae__format_shape(char *buf, size_t size, int ndim, const int64_t *shape);
+
+/* Free every array of `w` (allocated from `a`); NULL entries are skipped. (lib/dict.c) */
+void sae__dict_weights_free(const sae_allocator *a, const sae_dict_weights *w);
+
 /* The tensor set of an open safetensors reader (lib/io/safetensors.c). */
 sae__tensor_set sae__st_tensor_set(const sae_st_reader *reader, const char *origin);
 

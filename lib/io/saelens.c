@@ -174,14 +174,6 @@ static sae_status take_weights(const sae__tensor_set *ts, saelens_cfg *cfg, cons
     return SAE_OK;
 }
 
-static void free_partial(const sae_allocator *a, sae_dict_weights *w)
-{
-    const float *arrays[] = {w->W_enc, w->b_enc,  w->W_dec, w->b_dec,
-                             w->threshold, w->b_gate, w->b_mag, w->r_mag};
-    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
-        sae__free(a, (void *)arrays[i]);
-}
-
 sae_status sae__load_saelens(sae_dict **out, const char *dir, const sae_load_options *opt)
 {
     char cfg_path[4096], weights_path[4096];
@@ -209,7 +201,7 @@ sae_status sae__load_saelens(sae_dict **out, const char *dir, const sae_load_opt
         sae__tensor_set ts = sae__st_tensor_set(reader, weights_path);
         s = take_weights(&ts, &cfg, a, &w);
         if (s != SAE_OK)
-            free_partial(a, &w);
+            sae__dict_weights_free(a, &w);
     }
     if (s == SAE_OK) {
         s = sae__dict_adopt(out, &cfg.c, &w, a);

@@ -123,19 +123,6 @@ static const char *copy_string(st_ctx *c, const char *s)
     return d;
 }
 
-/* "32x32", "0x5", or "scalar" for shape []. */
-static void format_dims(char *buf, size_t size, int ndim, const int64_t *shape)
-{
-    if (ndim == 0) {
-        snprintf(buf, size, "scalar");
-        return;
-    }
-    size_t used = 0;
-    for (int i = 0; i < ndim && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, i ? "x%lld" : "%lld",
-                                 (long long)shape[i]);
-}
-
 /* The 8-byte header length N; 8 + N must lie within the file. */
 static sae_status check_header_length(const char *origin, const unsigned char *bytes,
                                       size_t size, uint64_t *n)
@@ -319,7 +306,7 @@ static sae_status parse_shape(const st_ctx *c, sae_tensor_info *t, const cJSON *
                          "(%s)", c->origin, t->name, i, value);
     }
     char dims[SAE_MAX_DIMS * 21 + 8];
-    format_dims(dims, sizeof dims, t->ndim, t->shape);
+    sae__format_shape(dims, sizeof dims, t->ndim, t->shape);
     t->numel = 1;
     for (i = 0; i < n; i++)
         if (__builtin_mul_overflow(t->numel, t->shape[i], &t->numel))
@@ -347,7 +334,7 @@ static sae_status parse_offsets(const st_ctx *c, sae_tensor_info *t, const cJSON
                          "begin", c->origin, t->name, (long long)b, (long long)e);
     if ((uint64_t)(e - b) != t->nbytes) {
         char dims[SAE_MAX_DIMS * 21 + 8];
-        format_dims(dims, sizeof dims, t->ndim, t->shape);
+        sae__format_shape(dims, sizeof dims, t->ndim, t->shape);
         return sae__fail(SAE_EFORMAT, "%s: tensor %s: data_offsets [%lld, %lld] but %s %s needs "
                          "%llu bytes", c->origin, t->name, (long long)b, (long long)e, dims,
                          dtype_names[t->dtype], (unsigned long long)t->nbytes);

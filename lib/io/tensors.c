@@ -12,7 +12,7 @@ const sae_tensor_info *sae__tensors_find(const sae__tensor_set *set, const char 
     return NULL;
 }
 
-static void format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
+void sae__format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
 {
     size_t used = (size_t)snprintf(buf, size, "[");
     for (int i = 0; i < ndim && used < size; i++)
@@ -35,8 +35,8 @@ sae_status sae__tensors_take_f32(const sae__tensor_set *set, const char *name, i
         same = t->shape[i] == shape[i];
     if (!same) {
         char got[160], want[160];
-        format_shape(got, sizeof got, t->ndim, t->shape);
-        format_shape(want, sizeof want, ndim, shape);
+        sae__format_shape(got, sizeof got, t->ndim, t->shape);
+        sae__format_shape(want, sizeof want, ndim, shape);
         return sae__fail(SAE_ESHAPE, "%s: %s has shape %s, expected %s", set->origin, name, got,
                          want);
     }

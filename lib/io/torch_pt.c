@@ -1031,15 +1031,6 @@ static sae_status open_archive(sae__pt_file *f, const char *path)
 }
 
 /* ---- results --------------------------------------------------------------------------------- */
-static void format_dims(char *buf, size_t size, int ndim, const int64_t *d)
-{
-    size_t used = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < ndim && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld", (long long)d[i]);
-    if (used < size)
-        snprintf(buf + used, size - used, "]");
-}
-
 /* Copy a strided tensor into a dense row-major buffer. Bounds were checked by the caller.
  * 2-D 4-byte tensors (transposed weights, the common case) go through 64 x 64 tiles. */
 static void gather(unsigned char *dst, const unsigned char *src, const pt_tensor *t,
@@ -1093,8 +1084,8 @@ static sae_status make_info(sae__pt_file *f, const char *name, const pt_tensor *
         }
         if (overflow || last >= st->numel) {
             char sh[128], sd[128];
-            format_dims(sh, sizeof sh, t->ndim, t->shape);
-            format_dims(sd, sizeof sd, t->ndim, t->stride);
+            sae__format_shape(sh, sizeof sh, t->ndim, t->shape);
+            sae__format_shape(sd, sizeof sd, t->ndim, t->stride);
             return sae__fail(SAE_EFORMAT, "%s: tensor %s (shape %s, stride %s, offset %lld) "
                              "reaches past the end of its storage %s/data/%s, which holds %lld "
                              "elements", f->origin, name, sh, sd, (long long)t->offset,

@@ -17,16 +17,6 @@
 
 #include "torch_pt.h"
 
-static void format_dims(char *buf, size_t size, const sae_tensor_info *t)
-{
-    size_t used = (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < t->ndim && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld",
-                                 (long long)t->shape[i]);
-    if (used < size)
-        snprintf(buf + used, size - used, "]");
-}
-
 /* Length of 1-D tensor `name`, which sets a dimension (`what`) of the dictionary. */
 static sae_status vector_length(const sae__tensor_set *ts, const char *name, const char *what,
                                 int64_t *out)
@@ -36,20 +26,12 @@ static sae_status vector_length(const sae__tensor_set *ts, const char *name, con
         return sae__fail(SAE_EFORMAT, "%s: tensor %s is missing", ts->origin, name);
     if (t->ndim != 1 || t->shape[0] < 1) {
         char sh[96];
-        format_dims(sh, sizeof sh, t);
+        sae__format_shape(sh, sizeof sh, t->ndim, t->shape);
         return sae__fail(SAE_ESHAPE, "%s: %s has shape %s, expected [%s]", ts->origin, name, sh,
                          what);
     }
     *out = t->shape[0];
     return SAE_OK;
-}
-
-static void free_weights(const sae_allocator *a, sae_dict_weights *w)
-{
-    const float *arrays[] = {w->W_enc, w->b_enc, w->W_dec, w->b_dec, w->threshold};
-    for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++)
-        sae__free(a, (void *)arrays[i]);
-    *w = (sae_dict_weights)SAE_DICT_WEIGHTS_INIT;
 }
 
 /* The four nn.Linear-layout arrays shared by both formats: W_enc from [F, d] (transposed),
@@ -226,7 +208,7 @@ sae_status sae__load_torch_state_dict(sae_dict **out, const char *file, int32_t 
                                 c.d_in, c.d_sae, a, &w);
         }
         if (s != SAE_OK)
-            free_weights(a, &w);
+            sae__dict_weights_free(a, &w);
     }
     sae__pt_close(f);
     if (s == SAE_OK) {
