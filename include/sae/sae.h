@@ -6,7 +6,8 @@
  * libsae is a C library for sparse-autoencoder interpretability of language models:
  * dictionaries of every common architecture (@ref dict), fast dense and sparse encoders
  * (@ref encoder), the files of SAELens, sparsify, dictionary_learning and OpenAI (@ref io,
- * @ref safetensors), and the core utilities they build on (@ref core).
+ * @ref safetensors), streams of activations for training and evaluation (@ref source), and the
+ * core utilities they build on (@ref core).
  */
 #ifndef SAE_SAE_H
 #define SAE_SAE_H
@@ -16,5 +17,6 @@
 #include "encoder.h"
 #include "io.h"
 #include "safetensors.h"
+#include "source.h"
 
 #endif /* SAE_SAE_H */
