@@ -6,8 +6,8 @@
  * libsae is a C library for sparse-autoencoder interpretability of language models:
  * dictionaries of every common architecture (@ref dict), fast dense and sparse encoders
  * (@ref encoder), the files of SAELens, sparsify, dictionary_learning and OpenAI (@ref io,
- * @ref safetensors), streams of activations for training and evaluation (@ref source), and the
- * core utilities they build on (@ref core).
+ * @ref safetensors), streams of activations for training and evaluation (@ref source), synthetic
+ * ground-truth data and its metrics (@ref synth), and the core utilities they build on (@ref core).
  */
 #ifndef SAE_SAE_H
 #define SAE_SAE_H
@@ -18,5 +18,6 @@
 #include "io.h"
 #include "safetensors.h"
 #include "source.h"
+#include "synth.h"
 
 #endif /* SAE_SAE_H */
