@@ -1,0 +1,94 @@
+/* loss_common.c: the stages the standard and TopK losses share.
+ *
+ *   x' = x - b_dec                          (n, d_in)
+ *   t = x' W_enc                            (n, F)   one BLAS product (W_encT^T); the row
+ *                                                    passes that read t add b_enc
+ *   r = x_hat - x, reconstruction term and dL/dx_hat = a_b r_b per mse variant
+ *   db_dec = sum_b dL/dx_hat_b (+ AuxK rows) - db_enc W_enc^T
+ * The last line is the encoder's share of b_dec's gradient: x' = x - b_dec gives
+ * -sum_b dL/dx'_b = -sum_b dL/dpre_b W_enc^T = -db_enc W_enc^T, one (F) x (F, d_in) product
+ * instead of an (n, F) x (F, d_in) one. */
+#include <math.h>
+#include <string.h>
+
+#include "trainer_internal.h"
+
+sae_status sae__encode_dense(sae_trainer *t, int64_t n, const float *x, int64_t ldx)
+{
+    const sae__train_cfg *c = &t->cfg;
+    const int64_t F = c->F, d = c->d_in;
+    float *xp = t->ws.xp, *pre = t->ws.pre;
+    const float *b_dec = t->p.b_dec;
+#pragma omp parallel for schedule(static) num_threads(c->threads) if (c->threads > 1 && n > 64)
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t i = 0; i < d; i++)
+            xp[b * d + i] = x[b * ldx + i] - b_dec[i];
+    sae_status s = sae__sgemm(false, true, n, F, d, 1.0f, xp, d, t->p.W_encT, d, 0.0f, pre, F,
+                              c->threads);
+    if (s != SAE_OK)
+        return s;
+#pragma omp parallel for schedule(static) num_threads(c->threads) if (c->threads > 1)
+    for (int64_t j = 0; j < F; j++)
+        t->ws.dec_norm[j] = sae__row_norm(t->p.W_dec + j * d, d);
+    return SAE_OK;
+}
+
+double sae__total_variance(int64_t n, int64_t d, const float *x, int64_t ldx)
+{
+    double tv = 0;
+    for (int64_t i0 = 0; i0 < d; i0 += 64) { /* blocks of columns, rows read in order */
+        int64_t w = d - i0 < 64 ? d - i0 : 64;
+        double mean[64] = {0};
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t i = 0; i < w; i++)
+                mean[i] += x[b * ldx + i0 + i];
+        for (int64_t i = 0; i < w; i++)
+            mean[i] /= (double)n;
+        for (int64_t b = 0; b < n; b++)
+            for (int64_t i = 0; i < w; i++) {
+                double e = x[b * ldx + i0 + i] - mean[i];
+                tv += e * e;
+            }
+    }
+    return tv;
+}
+
+double sae__mse_terms(const sae__train_cfg *c, int64_t n, const float *x, int64_t ldx,
+                      const double *sq, int64_t stride, double tv, float *factor)
+{
+    double total = 0;
+    for (int64_t b = 0; b < n; b++) {
+        if (c->mse == SAE_MSE_NORMALIZED) { /* mean_b (sum r^2 / sum x^2) */
+            const double xx = sae__sumsq(x + b * ldx, c->d_in);
+            total += sq[b * stride] / xx;
+            factor[b] = (float)(2.0 / ((double)n * xx));
+        } else {
+            total += sq[b * stride];
+            factor[b] = (float)(c->mse == SAE_MSE_FVU ? 2.0 / tv : 2.0 / (double)n);
+        }
+    }
+    return c->mse == SAE_MSE_FVU ? total / tv : total / (double)n;
+}
+
+void sae__b_dec_grad(sae_trainer *t, int64_t n_rows, const float *G)
+{
+    const sae__train_cfg *c = &t->cfg;
+    const int64_t F = c->F, d = c->d_in;
+    const int64_t blocks = (d + 63) / 64;
+#pragma omp parallel for schedule(static) num_threads(c->threads) if (c->threads > 1 && blocks > 1)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        int64_t i0 = blk * 64, w = d - i0 < 64 ? d - i0 : 64;
+        double s[64] = {0};
+        for (int64_t r = 0; r < n_rows; r++)
+            for (int64_t i = 0; i < w; i++)
+                s[i] += G[r * d + i0 + i];
+        for (int64_t j = 0; j < F; j++) {
+            const double g = t->gp.b_enc[j];
+            if (g != 0)
+                for (int64_t i = 0; i < w; i++)
+                    s[i] -= g * t->p.W_encT[j * d + i0 + i];
+        }
+        for (int64_t i = 0; i < w; i++)
+            t->gp.b_dec[i0 + i] = (float)s[i];
+    }
+}
