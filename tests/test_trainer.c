@@ -381,9 +381,11 @@ static void test_oracle_sparsify_topk(void **state)
     /* The decoder constraint of sparsify, on its own gradient and weights. */
     int64_t n = 0;
     float *W = load(file, "param.W_dec", &n), *G = load(file, "out.grad.W_dec", NULL);
-    sae__project_decoder_grad(SAE_DECODER_UNIT_RAW, W, G, 128, 32, 2);
+    for (int64_t j = 0; j < 128; j++)
+        sae__project_row(SAE_DECODER_UNIT_RAW, W + j * 32, G + j * 32, 32);
     check_tensor(G, file, "out.grad.W_dec_after_remove_parallel", false, GRAD_ATOL, GRAD_RTOL);
-    sae__renorm_decoder(SAE_DECODER_UNIT_RAW, W, 128, 32, 2);
+    for (int64_t j = 0; j < 128; j++)
+        sae__renorm_row(SAE_DECODER_UNIT_RAW, W + j * 32, 32);
     check_tensor(W, file, "out.W_dec_after_set_unit_norm", false, 1e-6, 1e-5);
     test_free(W), test_free(G);
     sae_trainer_free(t);
@@ -660,7 +662,8 @@ static void test_adam_matches_reference(void **state)
         sae__adam_ref(&t->cfg, 7, 1e-3, 0.37f, p, m, vv, t->grad, N);
         sae__params pv = sae__params_view(p, F, d);
         if (constraint)
-            sae__renorm_decoder(SAE_DECODER_UNIT_EPS, pv.W_dec, F, d, 1);
+            for (int64_t j = 0; j < F; j++)
+                sae__renorm_row(SAE_DECODER_UNIT_EPS, pv.W_dec + j * d, d);
         assert_close_f32(t->param, p, N, 1e-7, 1e-6, "adam params");
         assert_close_f32(t->m, m, N, 1e-9, 1e-6, "adam m");
         assert_close_f32(t->v, vv, N, 1e-12, 1e-6, "adam v");
@@ -690,7 +693,8 @@ static void test_select_and_row_kernels(void **state)
                        : trial == 1 ? (sae_rng_u32(&rng) % 2 ? 0.0f : -0.0f)
                        : trial == 2 ? -fabsf(sae_rng_normal(&rng))
                                     : sae_rng_normal(&rng) * (trial == 3 ? 1e-3f : 1e3f);
-            const int64_t ks[] = {1, 3, n / 2 > 0 ? n / 2 : 1, n};
+            /* the reference is O(n k^2): large k only on short rows */
+            const int64_t ks[] = {1, 3, n / 2 > 0 && n <= 257 ? n / 2 : 150, n <= 257 ? n : 384};
             for (size_t ki = 0; ki < 4; ki++) {
                 const int64_t k = ks[ki];
                 if (k > n)
@@ -1077,6 +1081,44 @@ static void test_convergence_and_export(void **state)
     }
 }
 
+/* dictionary_learning's inference threshold: an EMA after threshold_start_step, exported as a
+ * constant threshold vector that the encoder's threshold mode uses. */
+static void test_threshold_export(void **state)
+{
+    (void)state;
+    const int64_t n = 32, d = 12, F = 40;
+    variant v = {"threshold", SAE_ARCH_TOPK, SAE_PRESET_DICTIONARY_LEARNING, {0}};
+    v.extra.threshold_start_step = SAE_TRAIN_OFF; /* step > 0 */
+    v.extra.warmup_steps = SAE_TRAIN_OFF;
+    sae_trainer *t = random_trainer(&v, d, F, 3, 2, 8);
+    run_steps(t, 1, n, d, 2, NULL);
+    assert_true(t->threshold == -1.0f); /* `step > threshold_start_step` is false at step 0 */
+    sae_dict *dict = NULL;
+    assert_sae_ok(sae_trainer_export(t, &dict));
+    sae_dict_weights w = SAE_DICT_WEIGHTS_INIT;
+    assert_sae_ok(sae_dict_get_weights(dict, &w));
+    assert_null(w.threshold);
+    sae_dict_free(dict);
+    run_steps(t, 1, n, d, 3, NULL);
+    const float first = t->threshold;
+    assert_true(first > 0);
+    run_steps(t, 1, n, d, 4, NULL);
+    assert_true(t->threshold > 0 && fabsf(t->threshold - first) <= 0.01f * first + 1e-3f);
+    assert_sae_ok(sae_trainer_export(t, &dict));
+    assert_sae_ok(sae_dict_get_weights(dict, &w));
+    assert_non_null(w.threshold);
+    for (int64_t j = 0; j < F; j++)
+        assert_true(w.threshold[j] == t->threshold);
+    assert_true(sae_dict_arch(dict) == SAE_ARCH_TOPK && sae_dict_k(dict) == 3);
+    sae_encoder *e = NULL;
+    sae_encoder_options eo = SAE_ENCODER_OPTIONS_INIT;
+    eo.flags = SAE_ENCODE_TOPK_THRESHOLD, eo.allocator = test_allocator();
+    assert_sae_ok(sae_encoder_create(&e, dict, &eo));
+    sae_encoder_free(e);
+    sae_dict_free(dict);
+    sae_trainer_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1099,6 +1141,7 @@ int main(void)
         cmocka_unit_test(test_option_validation),
         cmocka_unit_test(test_preset_resolution),
         cmocka_unit_test(test_convergence_and_export),
+        cmocka_unit_test(test_threshold_export),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,8 @@
  * dictionaries of every common architecture (@ref dict), fast dense and sparse encoders
  * (@ref encoder), the files of SAELens, sparsify, dictionary_learning and OpenAI (@ref io,
  * @ref safetensors), streams of activations for training and evaluation (@ref source), synthetic
- * ground-truth data and its metrics (@ref synth), and the core utilities they build on (@ref core).
+ * ground-truth data and its metrics (@ref synth), training (@ref trainer), and the core utilities
+ * they build on (@ref core).
  */
 #ifndef SAE_SAE_H
 #define SAE_SAE_H
@@ -19,5 +20,6 @@
 #include "safetensors.h"
 #include "source.h"
 #include "synth.h"
+#include "trainer.h"
 
 #endif /* SAE_SAE_H */

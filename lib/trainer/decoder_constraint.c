@@ -35,18 +35,3 @@ void sae__renorm_row(int32_t mode, float *w, int64_t d)
     for (int64_t i = 0; i < d; i++)
         w[i] /= div;
 }
-
-void sae__project_decoder_grad(int32_t mode, const float *W, float *G, int64_t F, int64_t d,
-                               int threads)
-{
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && F > 64)
-    for (int64_t j = 0; j < F; j++)
-        sae__project_row(mode, W + j * d, G + j * d, d);
-}
-
-void sae__renorm_decoder(int32_t mode, float *W, int64_t F, int64_t d, int threads)
-{
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && F > 64)
-    for (int64_t j = 0; j < F; j++)
-        sae__renorm_row(mode, W + j * d, d);
-}

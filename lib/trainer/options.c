@@ -253,17 +253,15 @@ sae_status sae__trainer_resolve(const sae_trainer_options *in, bool from_dict,
     if (dict_shape) { /* create_from: shape fields default to the dictionary's and must agree */
         const struct {
             const char *name;
-            int64_t *mine;
-            int64_t theirs;
-        } f[] = {{"arch", &(int64_t){o.arch}, dict_shape->arch},
-                 {"d_in", &o.d_in, dict_shape->d_in},
-                 {"d_sae", &o.d_sae, dict_shape->d_sae},
-                 {"k", &o.k, dict_shape->k}};
-        for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
-            if (*f[i].mine != 0 && *f[i].mine != f[i].theirs)
+            int64_t mine, theirs;
+        } f[] = {{"arch", o.arch, dict_shape->arch},
+                 {"d_in", o.d_in, dict_shape->d_in},
+                 {"d_sae", o.d_sae, dict_shape->d_sae},
+                 {"k", o.k, dict_shape->k}};
+        for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+            if (f[i].mine != 0 && f[i].mine != f[i].theirs)
                 return sae__fail(SAE_ESHAPE, "options.%s = %lld but the dictionary has %lld",
-                                 f[i].name, (long long)*f[i].mine, (long long)f[i].theirs);
-        }
+                                 f[i].name, (long long)f[i].mine, (long long)f[i].theirs);
         o.arch = dict_shape->arch;
         o.d_in = dict_shape->d_in, o.d_sae = dict_shape->d_sae;
         o.k = dict_shape->k;

@@ -198,10 +198,6 @@ void sae__gather_dots(int64_t m, const int32_t *idx, const float *mask, const fl
 void sae__project_row(int32_t mode, const float *w, float *g, int64_t d);
 /* w (d) /= ||w|| (+ the mode's epsilon). */
 void sae__renorm_row(int32_t mode, float *w, int64_t d);
-/* The same on every row of W (F, d) / its gradient G (F, d). */
-void sae__project_decoder_grad(int32_t mode, const float *W, float *G, int64_t F, int64_t d,
-                               int threads);
-void sae__renorm_decoder(int32_t mode, float *W, int64_t F, int64_t d, int threads);
 /* ||w|| accumulated in double. */
 float sae__row_norm(const float *w, int64_t d);
 
