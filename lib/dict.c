@@ -257,23 +257,19 @@ sae_status sae_dict_wrap(sae_dict **out, const sae_dict_config *config,
 
 sae_status sae_dict_get_config(const sae_dict *d, sae_dict_config *out)
 {
-    if (!d || !out || out->struct_size < sizeof(uint32_t))
+    if (!d || !sae__write_options(out, &d->config, sizeof d->config))
         return sae__fail(SAE_EINVAL, "dict and an initialised out are required");
-    size_t n = out->struct_size < sizeof d->config ? out->struct_size : sizeof d->config;
-    memcpy(out, &d->config, n);
-    out->struct_size = (uint32_t)n;
     return SAE_OK;
 }
 
 sae_status sae_dict_get_weights(const sae_dict *d, sae_dict_weights *out)
 {
-    if (!d || !out || out->struct_size < sizeof(uint32_t))
-        return sae__fail(SAE_EINVAL, "dict and an initialised out are required");
+    if (!d)
+        return sae__fail(SAE_EINVAL, "dict is NULL");
     sae_dict_weights w = {sizeof w,     0u,           d->W_enc,  d->b_enc, d->W_dec,
                           d->b_dec,     d->threshold, d->b_gate, d->b_mag, d->r_mag};
-    size_t n = out->struct_size < sizeof w ? out->struct_size : sizeof w;
-    memcpy(out, &w, n);
-    out->struct_size = (uint32_t)n;
+    if (!sae__write_options(out, &w, sizeof w))
+        return sae__fail(SAE_EINVAL, "out must be initialised with SAE_DICT_WEIGHTS_INIT");
     return SAE_OK;
 }
 

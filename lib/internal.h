@@ -43,6 +43,12 @@ char *sae__strdup(const sae_allocator *a, const char *s);
  * the struct in the message. A NULL `src` keeps the defaults. */
 sae_status sae__read_options(void *dst, size_t dst_size, const void *src, const char *what);
 
+/* The reverse: copy `src` (src_size bytes, a struct whose first field is uint32_t struct_size)
+ * into a caller's struct `dst`, writing min(dst->struct_size, src_size) bytes and setting
+ * dst->struct_size to that. false (nothing written) when dst is NULL or its struct_size is
+ * below 4, i.e. not initialised with the _INIT macro. */
+bool sae__write_options(void *dst, const void *src, size_t src_size);
+
 /* ---- threads (lib/core/threads.c) ------------------------------------------------------ */
 
 /* Threads for a call: `requested` if > 0, else sae_default_threads(). */

@@ -25,3 +25,17 @@ sae_status sae__read_options(void *dst, size_t dst_size, const void *src, const 
     memcpy(dst, &(uint32_t){(uint32_t)dst_size}, sizeof(uint32_t));
     return SAE_OK;
 }
+
+bool sae__write_options(void *dst, const void *src, size_t src_size)
+{
+    uint32_t dst_size;
+    if (!dst)
+        return false;
+    memcpy(&dst_size, dst, sizeof dst_size);
+    if (dst_size < sizeof(uint32_t))
+        return false;
+    size_t n = dst_size < src_size ? dst_size : src_size;
+    memcpy(dst, src, n);
+    memcpy(dst, &(uint32_t){(uint32_t)n}, sizeof(uint32_t));
+    return true;
+}

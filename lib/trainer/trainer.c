@@ -243,15 +243,6 @@ static sae_status check_batch(const sae_trainer *t, int64_t n, const float *x, i
     return SAE_OK;
 }
 
-static void write_metrics(sae_train_metrics *dst, const sae_train_metrics *src)
-{
-    if (!dst || dst->struct_size < sizeof(uint32_t))
-        return;
-    size_t n = dst->struct_size < sizeof *src ? dst->struct_size : sizeof *src;
-    memcpy(dst, src, n);
-    dst->struct_size = (uint32_t)n;
-}
-
 static sae_train_metrics metrics_of(const sae_trainer *t, const sae__loss_terms *L, double lr,
                                     double grad_norm)
 {
@@ -281,7 +272,7 @@ sae_status sae_trainer_step(sae_trainer *t, int64_t n, const float *x, int64_t l
     if (nonfinite && (t->cfg.flags & SAE_TRAIN_SKIP_NONFINITE)) {
         sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
         m.skipped = 1, m.step = t->step;
-        write_metrics(metrics, &m);
+        sae__write_options(metrics, &m, sizeof(sae_train_metrics));
         sae_clear_error();
         return SAE_OK;
     }
@@ -318,7 +309,7 @@ sae_status sae_trainer_step(sae_trainer *t, int64_t n, const float *x, int64_t l
     sae_train_metrics m = metrics_of(t, &L, lr, grad_norm);
     t->step++;
     t->b_dec_pending = false;
-    write_metrics(metrics, &m);
+    sae__write_options(metrics, &m, sizeof(sae_train_metrics));
     return SAE_OK;
 }
 
@@ -336,7 +327,7 @@ sae_status sae__trainer_loss_and_grad(sae_trainer *t, int64_t n, const float *x,
     if ((s = sae__forward_backward(t, n, x, ldx, l1_coef, &L)))
         return s;
     sae_train_metrics m = metrics_of(t, &L, sae__lr_at(c, t->step), 0);
-    write_metrics(metrics, &m);
+    sae__write_options(metrics, &m, sizeof(sae_train_metrics));
     if (out) {
         transpose(t->gp.W_encT, F, d, out->W_enc);
         memcpy(out->b_enc, t->gp.b_enc, sizeof(float) * (size_t)F);
@@ -384,11 +375,8 @@ sae_status sae_trainer_export(const sae_trainer *t, sae_dict **out)
 
 sae_status sae_trainer_get_options(const sae_trainer *t, sae_trainer_options *out)
 {
-    if (!t || !out || out->struct_size < sizeof(uint32_t))
+    if (!t || !sae__write_options(out, &t->opts, sizeof t->opts))
         return sae__fail(SAE_EINVAL, "trainer and an initialised out are required");
-    size_t n = out->struct_size < sizeof t->opts ? out->struct_size : sizeof t->opts;
-    memcpy(out, &t->opts, n);
-    out->struct_size = (uint32_t)n;
     return SAE_OK;
 }
 
