@@ -17,6 +17,14 @@ or build one from arrays, then encode activations::
     tensors = sae.load_file("weights.safetensors")      # dict of numpy arrays
     sae.save_file({"x": x}, "x.safetensors", metadata={"note": "example"})
 
+Train one, here on synthetic data with known features::
+
+    data = sae.Synthetic(d=64, n_features=128, seed=1)   # known ground-truth directions
+    with sae.Trainer("topk", d_in=64, d_sae=256, k=8, preset="sparsify") as t:
+        last = t.fit(data, steps=500, batch_size=1024)  # last.fvu, last.l0, ...
+        d = t.dictionary()
+    a_to_b, b_to_a = sae.mmcs(d.W_dec, data.directions)
+
 The shared library is found through the ``SAE_LIBRARY`` environment variable, then this
 package's directory, then the system search path. Errors from the library raise
 :class:`SaeError`, whose ``code`` is the negative ``sae_status`` and whose message is the
@@ -27,9 +35,14 @@ from ._lib import SaeError, lib as _c
 from .codes import SparseCodes
 from .dictionary import Dictionary, detect_format, load
 from .safetensors import load_file, load_metadata, save_file
+from .synth import Synthetic, mcc, mmcs, shrinkage
+from .trainer import Trainer, TrainMetrics
+from ._structs import TRAIN_SKIP_NONFINITE
 
 __all__ = ["load", "Dictionary", "SparseCodes", "SaeError", "version", "blas_kernels",
-           "default_threads", "detect_format", "load_file", "load_metadata", "save_file"]
+           "default_threads", "detect_format", "load_file", "load_metadata", "save_file",
+           "Trainer", "TrainMetrics", "TRAIN_SKIP_NONFINITE", "Synthetic", "mmcs", "mcc",
+           "shrinkage"]
 
 
 def version():

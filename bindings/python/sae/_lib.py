@@ -15,7 +15,7 @@ import ctypes
 import ctypes.util
 import glob
 import os
-from ctypes import POINTER, c_char_p, c_int32, c_int64, c_uint32, c_void_p
+from ctypes import POINTER, c_char_p, c_double, c_int32, c_int64, c_uint32, c_void_p
 
 from . import _structs
 
@@ -114,6 +114,32 @@ _SIGNATURES = {
                                      _ptr]),
     "sae_st_writer_set_metadata": (status_t, [_handle, c_char_p, c_char_p]),
     "sae_st_writer_write": (status_t, [_handle, c_char_p]),
+    # trainer.h
+    "sae_trainer_create": (status_t, [POINTER(_handle), POINTER(_structs.TrainerOptions)]),
+    "sae_trainer_create_from": (status_t, [POINTER(_handle), _handle,
+                                           POINTER(_structs.TrainerOptions)]),
+    "sae_trainer_free": (None, [_handle]),
+    "sae_trainer_step": (status_t, [_handle, c_int64, _ptr, c_int64,
+                                    POINTER(_structs.TrainMetrics)]),
+    "sae_trainer_export": (status_t, [_handle, POINTER(_handle)]),
+    "sae_trainer_get_options": (status_t, [_handle, POINTER(_structs.TrainerOptions)]),
+    "sae_trainer_steps": (c_int64, [_handle]),
+    "sae_trainer_since_fired": (_ptr, [_handle]),
+    "sae_trainer_set_since_fired": (status_t, [_handle, _ptr]),
+    # synth.h
+    "sae_synth_create": (status_t, [POINTER(_handle), POINTER(_structs.SynthOptions)]),
+    "sae_synth_free": (None, [_handle]),
+    "sae_synth_sample": (status_t, [_handle, c_int64, _ptr, c_int64, _ptr, c_int64]),
+    "sae_synth_directions": (_ptr, [_handle]),
+    "sae_synth_probabilities": (_ptr, [_handle]),
+    "sae_synth_d": (c_int64, [_handle]),
+    "sae_synth_n_features": (c_int64, [_handle]),
+    "sae_mmcs": (status_t, [_ptr, c_int64, c_int64, _ptr, c_int64, c_int64, c_int64,
+                            POINTER(c_double), POINTER(c_double)]),
+    "sae_mcc": (status_t, [_ptr, c_int64, c_int64, _ptr, c_int64, c_int64, c_int64,
+                           POINTER(c_double), _ptr]),
+    "sae_shrinkage": (status_t, [_ptr, c_int64, _ptr, c_int64, c_int64, c_int64,
+                                 POINTER(c_double)]),
 }
 
 def _candidates():

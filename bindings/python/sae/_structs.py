@@ -7,10 +7,14 @@ The layouts have no implicit padding (STYLE.md), so the sizes below are fixed by
 """
 
 import ctypes
-from ctypes import c_char_p, c_float, c_int32, c_int64, c_uint32, c_uint64, c_void_p
+from ctypes import (c_char_p, c_double, c_float, c_int32, c_int64, c_uint32, c_uint64,
+                    c_void_p)
 
 #: Most dimensions a safetensors tensor may have (SAE_MAX_DIMS).
 MAX_DIMS = 8
+
+#: Architecture names <-> ``sae_arch`` values (dict.h).
+ARCHS = {"standard": 0, "topk": 1, "batchtopk": 2, "jumprelu": 3, "gated": 4}
 
 
 class DictConfig(ctypes.Structure):
@@ -86,9 +90,132 @@ class TensorInfo(ctypes.Structure):
     ]
 
 
+class SynthOptions(ctypes.Structure):
+    """``sae_synth_options`` (synth.h): settings of a synthetic data generator."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("correlated", c_uint32),
+        ("d", c_int64),
+        ("n_features", c_int64),
+        ("n_active", c_double),
+        ("decay", c_double),
+        ("noise_std", c_double),
+        ("batch_size", c_int64),
+        ("seed", c_uint64),
+        ("n_threads", c_int32),
+        ("reserved", c_uint32),
+        ("allocator", c_void_p),
+    ]
+
+
+# ---- sae_trainer_options (trainer.h) ---------------------------------------------------------
+#
+# The enums of trainer.h, name -> C value; the Python names are the C names in lowercase
+# without their prefix ("preset" is 0: the preset decides).
+PRESETS = {"saelens": 0, "dictionary_learning": 1, "sparsify": 2}
+SWITCH = {"preset": 0, "on": 1, "off": 2}
+LR_SCHEDULES = {"preset": 0, "constant": 1, "cosine": 2}
+LR_WARMUPS = {"preset": 0, "from_zero": 1, "saelens": 2}
+MSE_VARIANTS = {"preset": 0, "sum": 1, "fvu": 2, "normalized": 3}
+L1_VARIANTS = {"preset": 0, "decoder_norm": 1, "plain": 2, "normalized": 3}
+AUXK_VARIANTS = {"preset": 0, "saelens": 1, "sparsify": 2, "dictionary_learning": 3}
+DEAD_RULES = {"preset": 0, "steps": 1, "tokens_before": 2, "tokens_after": 3}
+DECODER_CONSTRAINTS = {"preset": 0, "free": 1, "unit_exact": 2, "unit_eps": 3, "unit_raw": 4}
+B_DEC_INITS = {"preset": 0, "zero": 1, "mean": 2, "geometric_median": 3, "keep": 4}
+WEIGHT_INITS = {"preset": 0, "uniform_tied": 1, "normal_tied": 2, "sparsify": 3}
+TOPK_RELU = {"preset": 0, "first": 1, "after": 2}
+
+#: ``SAE_TRAIN_SKIP_NONFINITE``, the one bit of ``sae_trainer_options.flags``.
+TRAIN_SKIP_NONFINITE = 1 << 0
+#: ``SAE_TRAIN_OFF``: an explicit zero in fields where 0 means "the preset's value".
+TRAIN_OFF = -1
+
+# How sae.Trainer reads a Python value of each field (None always means "the preset's value",
+# which is C's 0):
+#   PLAIN    the value as it is; 0 is an ordinary value (a seed, "unknown" total_steps, ...);
+#   OFF      0 is an explicit zero, sent as SAE_TRAIN_OFF; negative values are refused;
+#   POSITIVE must be > 0 (C has no explicit zero for it);
+#   a dict   an enum: one of its names, or a C value;
+#   INTERNAL set by the bindings, not an option.
+PLAIN, OFF, POSITIVE, INTERNAL = "plain", "off", "positive", "internal"
+
+#: Every field of ``sae_trainer_options`` in C order: (name, ctype, how Python reads it).
+#: A field appended to the C struct is one line appended here; sae.Trainer then accepts it by
+#: name and reports it in ``options()``.
+TRAINER_OPTIONS = (
+    ("struct_size", c_uint32, INTERNAL),
+    ("arch", c_int32, ARCHS),
+    ("d_in", c_int64, PLAIN),
+    ("d_sae", c_int64, PLAIN),
+    ("k", c_int64, PLAIN),
+    ("preset", c_int32, PRESETS),
+    ("n_threads", c_int32, PLAIN),
+    ("seed", c_uint64, PLAIN),
+    ("flags", c_uint32, PLAIN),
+    ("init", c_int32, WEIGHT_INITS),
+    ("decoder_init_norm", c_double, POSITIVE),
+    ("b_dec_init", c_int32, B_DEC_INITS),
+    ("lr_schedule", c_int32, LR_SCHEDULES),
+    ("lr", c_double, POSITIVE),
+    ("beta1", c_double, OFF),
+    ("beta2", c_double, OFF),
+    ("adam_eps", c_double, OFF),
+    ("clip_norm", c_double, OFF),
+    ("lr_warmup", c_int32, LR_WARMUPS),
+    ("mse", c_int32, MSE_VARIANTS),
+    ("lr_end", c_double, OFF),
+    ("total_steps", c_int64, PLAIN),
+    ("warmup_steps", c_int64, OFF),
+    ("decay_steps", c_int64, OFF),
+    ("l1", c_int32, L1_VARIANTS),
+    ("topk_relu", c_int32, TOPK_RELU),
+    ("l1_coefficient", c_double, OFF),
+    ("l1_warmup_steps", c_int64, OFF),
+    ("rescale", c_int32, SWITCH),
+    ("auxk", c_int32, AUXK_VARIANTS),
+    ("auxk_coefficient", c_double, OFF),
+    ("k_aux", c_int64, POSITIVE),
+    ("dead_rule", c_int32, DEAD_RULES),
+    ("decoder_constraint", c_int32, DECODER_CONSTRAINTS),
+    ("dead_window", c_int64, OFF),
+    ("threshold_beta", c_double, POSITIVE),
+    ("threshold_start_step", c_int64, OFF),
+    ("allocator", c_void_p, INTERNAL),
+)
+
+
+class TrainerOptions(ctypes.Structure):
+    """``sae_trainer_options`` (trainer.h): settings of a trainer (see :data:`TRAINER_OPTIONS`)."""
+
+    _fields_ = [(name, ctype) for name, ctype, _ in TRAINER_OPTIONS]
+
+
+class TrainMetrics(ctypes.Structure):
+    """``sae_train_metrics`` (trainer.h): what one training step measured."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("skipped", c_uint32),
+        ("step", c_int64),
+        ("loss", c_double),
+        ("mse", c_double),
+        ("l1", c_double),
+        ("l1_coefficient", c_double),
+        ("aux", c_double),
+        ("fvu", c_double),
+        ("l0", c_double),
+        ("n_dead", c_int64),
+        ("lr", c_double),
+        ("grad_norm", c_double),
+    ]
+
+
 # The C layouts (64-bit targets): a mismatch here means the mirror drifted from the headers.
+# sae_trainer_options and sae_train_metrics grow often: tests/test_trainer.py compares their
+# sizes with the library's at run time instead.
 _EXPECTED_SIZES = {DictConfig: 64, DictWeights: 72, EncoderOptions: 32, LoadOptions: 24,
-                   TensorInfo: 104}
+                   TensorInfo: 104, SynthOptions: 80}
 if ctypes.sizeof(c_void_p) == 8:
     for _cls, _size in _EXPECTED_SIZES.items():
         assert ctypes.sizeof(_cls) == _size, (_cls.__name__, ctypes.sizeof(_cls), _size)

@@ -11,7 +11,7 @@ from ._lib import fspath_bytes, lib, new_handle
 from .codes import SparseCodes
 
 #: Architecture names <-> ``sae_arch`` values (dict.h).
-ARCHS = {"standard": 0, "topk": 1, "batchtopk": 2, "jumprelu": 3, "gated": 4}
+ARCHS = _structs.ARCHS
 #: Input normalisation names <-> ``sae_input_norm`` values (dict.h).
 INPUT_NORMS = {"none": 0, "scale": 1, "constant_rescale": 2, "layer_norm": 3}
 #: File format names <-> ``sae_format`` values (io.h). ``None`` means "auto".
