@@ -17,6 +17,8 @@ int cmd_version(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* ---- errors (util.c) ------------------------------------------------------------------- */
 
@@ -67,6 +69,9 @@ const char *cli_opt_value(cli_args *a);
 
 /* Parse a decimal integer in [min, max]; false when it is not one. */
 bool cli_parse_i64(const char *text, int64_t min, int64_t max, int64_t *out);
+
+/* Parse a finite floating-point number; false when it is not one. */
+bool cli_parse_f64(const char *text, double *out);
 
 /* ---- output helpers (util.c) ----------------------------------------------------------- */
 

@@ -12,6 +12,8 @@ static const struct {
     {"info", cmd_info, "describe an SAE file: format, architecture, sizes, conventions"},
     {"encode", cmd_encode, "encode activations from a safetensors file (dense or sparse)"},
     {"convert", cmd_convert, "save an SAE in SAELens or sparsify layout"},
+    {"train", cmd_train, "train a standard or TopK SAE on activation files or synthetic data"},
+    {"eval", cmd_eval, "evaluate an SAE on activations: FVU, L0, dead features, densities"},
     {"version", cmd_version, "print the library version and BLAS kernels"},
 };
 

@@ -1,5 +1,6 @@
 /* util.c: what the commands of the `sae` tool share: error lines, argument scanning, JSON. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,19 @@ bool cli_parse_i64(const char *text, int64_t min, int64_t max, int64_t *out)
     if (errno || *end != '\0' || v < min || v > max)
         return false;
     *out = (int64_t)v;
+    return true;
+}
+
+bool cli_parse_f64(const char *text, double *out)
+{
+    if (!text || !*text)
+        return false;
+    errno = 0;
+    char *end = NULL;
+    double v = strtod(text, &end);
+    if (errno || *end != '\0' || !isfinite(v))
+        return false;
+    *out = v;
     return true;
 }
 

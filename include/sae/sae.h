@@ -7,8 +7,8 @@
  * dictionaries of every common architecture (@ref dict), fast dense and sparse encoders
  * (@ref encoder), the files of SAELens, sparsify, dictionary_learning and OpenAI (@ref io,
  * @ref safetensors), streams of activations for training and evaluation (@ref source), synthetic
- * ground-truth data and its metrics (@ref synth), training (@ref trainer), and the core utilities
- * they build on (@ref core).
+ * ground-truth data and its metrics (@ref synth), training (@ref trainer), evaluation (@ref eval),
+ * and the core utilities they build on (@ref core).
  */
 #ifndef SAE_SAE_H
 #define SAE_SAE_H
@@ -16,6 +16,7 @@
 #include "core.h"
 #include "dict.h"
 #include "encoder.h"
+#include "eval.h"
 #include "io.h"
 #include "safetensors.h"
 #include "source.h"

@@ -15,6 +15,7 @@
  *   5. decoder constraint: remove from each decoder row's gradient its component along the row;
  *   6. gradient clipping by global norm; 7. Adam (torch semantics); 8. renormalise decoder rows;
  *   9. dead-feature counters, the learning-rate and L1 schedules advance.
+ * sae_trainer_fit() runs that loop over batches from a @ref source, with a progress callback.
  * Every convention on which SAELens, dictionary_learning and sparsify differ is a field of
  * @ref sae_trainer_options; a **preset** fills each field the caller leaves at zero, so that
  * the defaults reproduce one library exactly and every field can still be overridden.
@@ -28,6 +29,7 @@
 #define SAE_TRAINER_H
 
 #include "dict.h"
+#include "source.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -360,6 +362,79 @@ SAE_API const int64_t *sae_trainer_since_fired(const sae_trainer *trainer);
  * @return ::SAE_OK or ::SAE_EINVAL.
  */
 SAE_API sae_status sae_trainer_set_since_fired(sae_trainer *trainer, const int64_t *counts);
+
+/* ---- training loop ----------------------------------------------------------------------- */
+
+/** @brief Settings of sae_trainer_fit(). Initialise with ::SAE_FIT_OPTIONS_INIT. */
+typedef struct sae_fit_options {
+    uint32_t struct_size;  /**< sizeof(sae_fit_options), set by ::SAE_FIT_OPTIONS_INIT. */
+    uint32_t reserved;     /**< Zero. */
+    /** Steps to take; 0: up to the trainer's @ref sae_trainer_options.total_steps, counting
+     *  the steps it has already taken (so a resumed trainer finishes its run). */
+    int64_t steps;
+    int64_t batch_size;    /**< Rows per step; 0 = 4096. */
+    int64_t report_every;  /**< Call the progress callback after every this many steps; 0 = 1. */
+} sae_fit_options;
+
+/** @brief Initialiser for ::sae_fit_options. */
+#define SAE_FIT_OPTIONS_INIT {sizeof(sae_fit_options), 0u, 0, 0, 0}
+
+/** @brief Where a call to sae_trainer_fit() stands. Initialise with ::SAE_FIT_PROGRESS_INIT. */
+typedef struct sae_fit_progress {
+    uint32_t struct_size;     /**< sizeof(sae_fit_progress). */
+    uint32_t source_ended;    /**< 1 once the source has run dry (a finite source's end). */
+    /** Steps taken by this call so far. A batch skipped under ::SAE_TRAIN_SKIP_NONFINITE
+     *  counts here (and in tokens), although sae_trainer_steps() does not advance for it. */
+    int64_t steps_done;
+    int64_t steps_total;      /**< Steps this call was asked to take. */
+    int64_t tokens;           /**< Rows (tokens) trained on by this call: steps_done * batch. */
+    double elapsed_seconds;   /**< Wall-clock time since the call began (monotonic clock). */
+    double tokens_per_second; /**< tokens / elapsed_seconds (0 before any time has passed). */
+} sae_fit_progress;
+
+/** @brief Initialiser for ::sae_fit_progress. */
+#define SAE_FIT_PROGRESS_INIT {sizeof(sae_fit_progress), 0u, 0, 0, 0, 0.0, 0.0}
+
+/**
+ * @brief Progress callback of sae_trainer_fit(), called after a step.
+ * @param[in] user The pointer given to sae_trainer_fit().
+ * @param[in] progress Where the fit stands (borrowed for the call).
+ * @param[in] metrics What the step just taken measured (borrowed for the call).
+ * @return 0 to go on; any other value stops the fit, which then returns ::SAE_ECANCELED.
+ */
+typedef int (*sae_fit_fn)(void *user, const sae_fit_progress *progress,
+                          const sae_train_metrics *metrics);
+
+/**
+ * @brief Train for a number of steps on batches drawn from a source.
+ *
+ * Each step reads batch_size rows with sae_source_next() and passes them to
+ * sae_trainer_step(), so a fit is bit-for-bit the loop a caller would write by hand. After
+ * every report_every-th step, and after the last step of the call whatever report_every is,
+ * @p fn receives the progress and the step's metrics. The steps taken stay taken whatever
+ * ends the call.
+ *
+ * A finite source that runs dry ends the fit early with ::SAE_OK and
+ * @ref sae_fit_progress.source_ended = 1 (steps_done tells how far it got): every step sees a
+ * full batch, so the last rows of the source, fewer than batch_size, are not trained on. Use
+ * a looping source (@ref sae_source_options.loop) to train for more than one epoch.
+ * @param[in,out] trainer The trainer.
+ * @param[in,out] source Rows of width d_in; read from where it stands.
+ * @param[in] options Settings (steps is required unless the trainer has total_steps), or NULL
+ *            to run up to total_steps with the defaults.
+ * @param[out] summary The final progress, or NULL. Set summary->struct_size first
+ *             (::SAE_FIT_PROGRESS_INIT does); filled on every return once the arguments are
+ *             valid, up to min(struct_size, sizeof).
+ * @param[in] fn Progress callback, or NULL.
+ * @param[in] user Passed to @p fn unchanged.
+ * @return ::SAE_OK (all steps taken, or the source ran dry); ::SAE_ECANCELED (@p fn asked to
+ *         stop); ::SAE_EINVAL (bad options, no step count); ::SAE_ESHAPE (the source's width
+ *         is not d_in); ::SAE_ENOMEM; or the error of sae_source_next() or sae_trainer_step()
+ *         (a non-finite batch is ::SAE_ENUMERIC unless ::SAE_TRAIN_SKIP_NONFINITE).
+ */
+SAE_API sae_status sae_trainer_fit(sae_trainer *trainer, sae_source *source,
+                                   const sae_fit_options *options, sae_fit_progress *summary,
+                                   sae_fit_fn fn, void *user);
 
 #ifdef __cplusplus
 }

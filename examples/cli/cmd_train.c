@@ -1,0 +1,310 @@
+/* cmd_train.c: `sae train --data PATH|synthetic --arch A --d-sae N --steps N --out DIR [...]`:
+ * train a standard or TopK SAE with sae_trainer_fit, showing progress, and save it.
+ *
+ * The stages are separate functions: parse_args, then the data (data.c), make_trainer, the fit
+ * with on_step called after every step, and save_result. A resumed run would replace the
+ * trainer that make_trainer builds; periodic checkpoints would hook into on_step. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data.h"
+#include "progress.h"
+
+static const char usage[] =
+    "usage: sae train --data PATH|synthetic --arch standard|topk --d-sae N --steps N --out DIR\n"
+    "                 [--k K] [--preset P] [--batch B] [--lr X] [--l1 X] [--seed S] [options]\n"
+    "\n"
+    "Train a sparse autoencoder on activations and save it into directory DIR. Progress goes\n"
+    "to stderr: one line redrawn in place on a terminal, plain lines otherwise. Ctrl-C stops\n"
+    "after the current step and saves the SAE trained so far.\n"
+    "\n"
+    "model:\n"
+    "  --arch A            standard (ReLU + L1) or topk (required)\n"
+    "  --d-sae N           number of features (required)\n"
+    "  --k K               features kept per row (required for topk)\n"
+    "  --preset P          saelens (default), dictionary_learning or sparsify (topk only):\n"
+    "                      whose defaults fill every setting not given\n"
+    "training:\n"
+    "  --steps N           optimiser steps (required)\n"
+    "  --batch B           rows per step (default 4096)\n"
+    "  --lr X              learning rate (default: the preset's)\n"
+    "  --l1 X              L1 coefficient of standard SAEs (default: the preset's)\n"
+    "  --warmup N          learning-rate warm-up steps (default: the preset's; 0 for none)\n"
+    "  --seed S            seed of the initial weights and of the shuffle (default 0)\n"
+    "  --threads T         threads (default: every CPU this process may use)\n"
+    "  --no-repeat         stop when the files are used up instead of starting over\n"
+    "output:\n"
+    "  --out DIR           where to save the SAE (required; created if missing)\n"
+    "  --format F          saelens (default) or sparsify (TopK with ReLU before top-k)\n"
+    CLI_DATA_HELP
+    "  --help              print this help\n";
+
+typedef struct train_args {
+    cli_data data;
+    int32_t arch;          /* -1 until given */
+    int32_t preset;
+    int32_t format;
+    int64_t d_sae, k, steps, batch, warmup, threads;
+    double lr, l1;         /* 0: the preset's */
+    bool l1_given, no_repeat;
+    uint64_t seed;
+    const char *out;
+} train_args;
+
+/* Parse argv into *t; 0, or the exit code of a usage error (printed). --help returns -1. */
+static int parse_args(int argc, char **argv, train_args *t)
+{
+    memset(t, 0, sizeof *t);
+    cli_data_init(&t->data);
+    t->arch = -1, t->format = SAE_FORMAT_SAELENS, t->batch = 4096, t->warmup = -1;
+    cli_args a;
+    cli_args_init(&a, argc, argv);
+    bool is_opt;
+    int64_t n = 0;
+    int rc = 0;
+    for (const char *arg; (arg = cli_args_next(&a, &is_opt));) {
+        const char *v = NULL;
+        if (!is_opt)
+            return cli_usage_error(usage, "train: unexpected argument '%s'", arg);
+        if (cli_opt_is(&a, arg, "--help") || !strcmp(arg, "-h")) {
+            fputs(usage, stdout);
+            return -1;
+        }
+        if (cli_data_option(&t->data, &a, arg, usage, "train", &rc)) {
+            if (rc)
+                return rc;
+        } else if (cli_opt_is(&a, arg, "--arch")) {
+            v = cli_opt_value(&a);
+            if (v && !strcmp(v, "standard"))
+                t->arch = SAE_ARCH_STANDARD;
+            else if (v && !strcmp(v, "topk"))
+                t->arch = SAE_ARCH_TOPK;
+            else
+                return cli_usage_error(usage, "train: --arch must be standard or topk");
+        } else if (cli_opt_is(&a, arg, "--preset")) {
+            v = cli_opt_value(&a);
+            if (v && !strcmp(v, "saelens"))
+                t->preset = SAE_PRESET_SAELENS;
+            else if (v && !strcmp(v, "dictionary_learning"))
+                t->preset = SAE_PRESET_DICTIONARY_LEARNING;
+            else if (v && !strcmp(v, "sparsify"))
+                t->preset = SAE_PRESET_SPARSIFY;
+            else
+                return cli_usage_error(usage, "train: --preset must be saelens, "
+                                              "dictionary_learning or sparsify");
+        } else if (cli_opt_is(&a, arg, "--format")) {
+            v = cli_opt_value(&a);
+            if (v && !strcmp(v, "saelens"))
+                t->format = SAE_FORMAT_SAELENS;
+            else if (v && !strcmp(v, "sparsify"))
+                t->format = SAE_FORMAT_SPARSIFY;
+            else
+                return cli_usage_error(usage, "train: --format must be saelens or sparsify");
+        } else if (cli_opt_is(&a, arg, "--d-sae")) {
+            if (!cli_parse_i64(cli_opt_value(&a), 1, INT32_MAX, &t->d_sae))
+                return cli_usage_error(usage, "train: --d-sae needs a positive integer");
+        } else if (cli_opt_is(&a, arg, "--k")) {
+            if (!cli_parse_i64(cli_opt_value(&a), 1, INT32_MAX, &t->k))
+                return cli_usage_error(usage, "train: --k needs a positive integer");
+        } else if (cli_opt_is(&a, arg, "--steps")) {
+            if (!cli_parse_i64(cli_opt_value(&a), 1, INT64_MAX / 2, &t->steps))
+                return cli_usage_error(usage, "train: --steps needs a positive integer");
+        } else if (cli_opt_is(&a, arg, "--batch")) {
+            if (!cli_parse_i64(cli_opt_value(&a), 1, INT64_C(1) << 24, &t->batch))
+                return cli_usage_error(usage, "train: --batch needs a positive integer");
+        } else if (cli_opt_is(&a, arg, "--warmup")) {
+            if (!cli_parse_i64(cli_opt_value(&a), 0, INT64_MAX / 2, &t->warmup))
+                return cli_usage_error(usage, "train: --warmup needs an integer >= 0");
+        } else if (cli_opt_is(&a, arg, "--threads")) {
+            if (!cli_parse_i64(cli_opt_value(&a), 1, 4096, &t->threads))
+                return cli_usage_error(usage, "train: --threads needs an integer in 1..4096");
+        } else if (cli_opt_is(&a, arg, "--seed")) {
+            if (!cli_parse_i64(cli_opt_value(&a), 0, INT64_MAX, &n))
+                return cli_usage_error(usage, "train: --seed needs an integer >= 0");
+            t->seed = (uint64_t)n;
+        } else if (cli_opt_is(&a, arg, "--lr")) {
+            if (!cli_parse_f64(cli_opt_value(&a), &t->lr) || !(t->lr > 0))
+                return cli_usage_error(usage, "train: --lr needs a positive number");
+        } else if (cli_opt_is(&a, arg, "--l1")) {
+            if (!cli_parse_f64(cli_opt_value(&a), &t->l1) || !(t->l1 >= 0))
+                return cli_usage_error(usage, "train: --l1 needs a number >= 0");
+            t->l1_given = true;
+        } else if (cli_opt_is(&a, arg, "--no-repeat")) {
+            t->no_repeat = true;
+        } else if (cli_opt_is(&a, arg, "--out")) {
+            if (!(t->out = cli_opt_value(&a)) || !*t->out)
+                return cli_usage_error(usage, "train: --out needs a directory");
+        } else {
+            return cli_usage_error(usage, "train: unknown option '%s'", arg);
+        }
+    }
+    if ((rc = cli_data_check(&t->data, usage, "train")))
+        return rc;
+    if (t->arch < 0)
+        return cli_usage_error(usage, "train: missing --arch (standard or topk)");
+    if (!t->d_sae || !t->steps || !t->out)
+        return cli_usage_error(usage, "train: missing %s",
+                               !t->d_sae ? "--d-sae" : !t->steps ? "--steps" : "--out");
+    if (t->arch == SAE_ARCH_TOPK && !t->k)
+        return cli_usage_error(usage, "train: --arch topk needs --k");
+    if (t->arch == SAE_ARCH_TOPK && t->k > t->d_sae)
+        return cli_usage_error(usage, "train: --k %lld is more than --d-sae %lld",
+                               (long long)t->k, (long long)t->d_sae);
+    if (t->arch == SAE_ARCH_STANDARD && t->k)
+        return cli_usage_error(usage, "train: --k is for --arch topk");
+    if (t->arch == SAE_ARCH_TOPK && t->l1_given)
+        return cli_usage_error(usage, "train: --l1 is for --arch standard (TopK has no L1 term)");
+    if (t->arch == SAE_ARCH_STANDARD && t->preset == SAE_PRESET_SPARSIFY)
+        return cli_usage_error(usage, "train: the sparsify preset trains TopK SAEs only");
+    if (t->format == SAE_FORMAT_SPARSIFY &&
+        (t->arch != SAE_ARCH_TOPK || t->preset == SAE_PRESET_SAELENS))
+        return cli_usage_error(usage, "train: --format sparsify holds TopK SAEs with ReLU before "
+                                      "top-k: use --arch topk with --preset sparsify or "
+                                      "dictionary_learning");
+    return 0;
+}
+
+/* A fresh trainer for rows of width d_in. */
+static int make_trainer(const train_args *t, int64_t d_in, sae_trainer **out)
+{
+    sae_trainer_options o = SAE_TRAINER_OPTIONS_INIT;
+    o.arch = t->arch, o.d_in = d_in, o.d_sae = t->d_sae, o.k = t->k, o.preset = t->preset;
+    o.n_threads = (int32_t)t->threads, o.seed = t->seed, o.total_steps = t->steps;
+    o.lr = t->lr;
+    if (t->l1_given)
+        o.l1_coefficient = t->l1 > 0 ? t->l1 : SAE_TRAIN_OFF;
+    if (t->warmup >= 0)
+        o.warmup_steps = t->warmup > 0 ? t->warmup : SAE_TRAIN_OFF;
+    sae_status s = sae_trainer_create(out, &o);
+    return s == SAE_OK ? 0 : cli_fail_status(NULL, s);
+}
+
+/* ---- progress --------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+typedef struct train_state {
+    cli_progress bar;
+    double loss, l0, fvu; /* sums since the last line */
+    int64_t n;            /* steps in those sums */
+    sae_train_metrics last;
+} train_state;
+
+/* After every step: gather the metrics, draw the progress line when due (with their means
+ * since the previous line), and stop on Ctrl-C. */
+static int on_step(void *user, const sae_fit_progress *p, const sae_train_metrics *m)
+{
+    train_state *st = user;
+    st->last = *m;
+    if (!m->skipped)
+        st->loss += m->loss, st->l0 += m->l0, st->fvu += m->fvu, st->n++;
+    if (cli_progress_due(&st->bar, p->steps_done, p->elapsed_seconds) && st->n > 0) {
+        char fields[160];
+        const double n = (double)st->n;
+        snprintf(fields, sizeof fields, "loss %.4g  L0 %.1f  FVU %.4f  dead %lld", st->loss / n,
+                 st->l0 / n, st->fvu / n, (long long)m->n_dead);
+        cli_progress_draw(&st->bar, p->steps_done, p->elapsed_seconds, p->tokens_per_second,
+                          fields);
+        st->loss = st->l0 = st->fvu = 0, st->n = 0;
+    }
+    return interrupted ? 1 : 0;
+}
+
+/* ---- output ----------------------------------------------------------------------------- */
+
+static int save_result(const train_args *t, const sae_trainer *trainer)
+{
+    sae_dict *dict = NULL;
+    sae_status s = sae_trainer_export(trainer, &dict);
+    if (s == SAE_OK)
+        s = sae_dict_save(dict, t->out, t->format);
+    sae_dict_free(dict);
+    return s == SAE_OK ? 0 : cli_fail_status(t->out, s);
+}
+
+static void print_summary(const train_args *t, int64_t d_in, const cli_data *data,
+                          const sae_fit_progress *p, const sae_train_metrics *m)
+{
+    char what[512], rate[32];
+    cli_data_describe(data, what, sizeof what);
+    cli_format_si(rate, sizeof rate, p->tokens_per_second);
+    printf("trained a %s SAE (d_in %lld, d_sae %lld", sae_arch_name(t->arch), (long long)d_in,
+           (long long)t->d_sae);
+    if (t->arch == SAE_ARCH_TOPK)
+        printf(", k %lld", (long long)t->k);
+    printf(") for %lld steps on %s: %lld tokens in %.2f s (%s tokens/s)\n",
+           (long long)p->steps_done, what, (long long)p->tokens, p->elapsed_seconds, rate);
+    if (p->source_ended)
+        printf("the data ran out after %lld of %lld steps (--no-repeat)\n",
+               (long long)p->steps_done, (long long)p->steps_total);
+    printf("last step: loss %.6g  mse %.6g  L0 %.2f  FVU %.4f  dead %lld  lr %.3g\n", m->loss,
+           m->mse, m->l0, m->fvu, (long long)m->n_dead, m->lr);
+    printf("wrote %s (%s)\n", t->out, sae_format_name(t->format));
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_args t;
+    int rc = parse_args(argc, argv, &t);
+    if (rc) {
+        cli_data_free(&t.data);
+        return rc < 0 ? 0 : rc;
+    }
+    struct stat st_out;
+    if (stat(t.out, &st_out) == 0 && !S_ISDIR(st_out.st_mode)) {
+        cli_data_free(&t.data);
+        return cli_fail(t.out, "exists and is not a directory");
+    }
+    sae_trainer *trainer = NULL;
+    rc = cli_data_open(&t.data, 0, !t.no_repeat, t.seed, (int32_t)t.threads);
+    const int64_t d_in = rc ? 0 : sae_source_d(t.data.source);
+    if (!rc)
+        rc = make_trainer(&t, d_in, &trainer);
+    if (rc) {
+        cli_data_free(&t.data);
+        return rc;
+    }
+
+    train_state state;
+    memset(&state, 0, sizeof state);
+    cli_progress_init(&state.bar, stderr, t.steps, "steps");
+    sae_fit_options fo = SAE_FIT_OPTIONS_INIT;
+    fo.steps = t.steps, fo.batch_size = t.batch;
+    sae_fit_progress p = SAE_FIT_PROGRESS_INIT;
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C ends the process at once */
+    interrupted = 0;
+    sigaction(SIGINT, &sa, &old_sa);
+    sae_status s = sae_trainer_fit(trainer, t.data.source, &fo, &p, on_step, &state);
+    sigaction(SIGINT, &old_sa, NULL);
+    cli_progress_finish(&state.bar);
+
+    if (s != SAE_OK && s != SAE_ECANCELED) {
+        char what[512];
+        cli_data_describe(&t.data, what, sizeof what);
+        rc = cli_fail_status(what, s);
+    } else if (p.steps_done == 0) {
+        rc = cli_fail(NULL, "the data holds fewer rows than one batch of %lld: nothing trained",
+                      (long long)t.batch);
+    } else if (!(rc = save_result(&t, trainer))) {
+        print_summary(&t, d_in, &t.data, &p, &state.last);
+        if (s == SAE_ECANCELED)
+            rc = cli_fail(NULL, "interrupted after %lld of %lld steps; saved the SAE so far",
+                          (long long)p.steps_done, (long long)t.steps);
+        else if (fflush(stdout) != 0)
+            rc = cli_fail(NULL, "cannot write to standard output");
+    }
+    sae_trainer_free(trainer);
+    cli_data_free(&t.data);
+    return rc;
+}
