@@ -428,7 +428,7 @@ static void test_write_replaces_existing(void **state)
 {
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s", tmp_path("replace.safetensors"));
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, (long)getpid(), (long)gettid());
     static float big[4096];
     int64_t n_big = 4096, one = 1;
     float small = 3.0f;
@@ -475,7 +475,7 @@ static void test_atomic_write(void **state)
 {
     char path[4096], tmp[4200];
     snprintf(path, sizeof path, "%s", tmp_path("atomic.txt"));
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, (long)getpid(), (long)gettid());
     assert_sae_ok(sae__write_file_atomic(path, write_hello, NULL));
 
     /* A failing writer leaves the target as it was and no temporary file behind. */

@@ -546,6 +546,8 @@ static const variant variants[] = {
     {"topk dl aux + rescale + relu after", SAE_ARCH_TOPK, SAE_PRESET_DICTIONARY_LEARNING,
      {.rescale = SAE_SWITCH_ON, .topk_relu = SAE_TOPK_RELU_AFTER, .mse = SAE_MSE_NORMALIZED}},
     {"topk saelens small k_aux", SAE_ARCH_TOPK, SAE_PRESET_SAELENS, {.k_aux = 3}},
+    {"standard dl resampling's dead rule", SAE_ARCH_STANDARD, SAE_PRESET_DICTIONARY_LEARNING,
+     {.resample_steps = 6}},
 };
 
 /* |a - b| <= tol * (max |b| + |b|): gradients against a double-precision twin. */

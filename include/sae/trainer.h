@@ -14,7 +14,11 @@
  *   4. gradients (TopK: sparse, O(B k d_in) besides the encoder product);
  *   5. decoder constraint: remove from each decoder row's gradient its component along the row;
  *   6. gradient clipping by global norm; 7. Adam (torch semantics); 8. renormalise decoder rows;
- *   9. dead-feature counters, the learning-rate and L1 schedules advance.
+ *   9. dead-feature counters, the learning-rate and L1 schedules advance;
+ *   10. every resample_steps steps, dead features are resampled (sae_trainer_resample()).
+ * With activation scaling the step trains on s x instead of x (sae_trainer_estimate_scale()).
+ * sae_trainer_save() and sae_trainer_load() checkpoint the whole state: a resumed run continues
+ * bit for bit as the uninterrupted one would (same thread count).
  * sae_trainer_fit() runs that loop over batches from a @ref source, with a progress callback.
  * Every convention on which SAELens, dictionary_learning and sparsify differ is a field of
  * @ref sae_trainer_options; a **preset** fills each field the caller leaves at zero, so that
@@ -115,7 +119,11 @@ typedef enum sae_dead_rule {
     SAE_DEAD_TOKENS_BEFORE = 2,
     /** Tokens since the feature was last selected, counted after this batch, >= window
      *  (dictionary_learning). */
-    SAE_DEAD_TOKENS_AFTER = 3
+    SAE_DEAD_TOKENS_AFTER = 3,
+    /** Steps since the feature last had a positive code, counted after this batch, > window
+     *  (dictionary_learning StandardTrainer's resampling rule, window resample_steps / 2;
+     *  standard SAEs only). */
+    SAE_DEAD_STEPS_AFTER = 4
 } sae_dead_rule;
 
 /** @brief Unit-norm decoder rows, and the epsilons each library uses for them. */
@@ -194,6 +202,9 @@ enum sae_trainer_flag {
  * | b_dec_init | ZERO | standard ZERO; TopK GEOMETRIC_MEDIAN | MEAN |
  * | init, decoder_init_norm | UNIFORM_TIED, 0.1 | standard NORMAL_TIED, 0.1; TopK UNIFORM_TIED, 1 | SPARSIFY, 1 |
  * | threshold_start_step, threshold_beta | never | TopK 1000, 0.999 | never |
+ * | resample_steps | off | off (upstream's default is None) | off |
+ * | dead_rule, dead_window (resampling on) | as above | STEPS_AFTER, resample_steps / 2 | - |
+ * | activation_scaling | off | off | off |
  */
 typedef struct sae_trainer_options {
     uint32_t struct_size;   /**< sizeof(sae_trainer_options), set by ::SAE_TRAINER_OPTIONS_INIT. */
@@ -236,12 +247,20 @@ typedef struct sae_trainer_options {
      *  positive kept code (dictionary_learning); INT64_MAX: never; ::SAE_TRAIN_OFF for 0. */
     int64_t threshold_start_step;
     const sae_allocator *allocator; /**< NULL for the default. */
+    /** Standard SAEs: resample dead features (sae_trainer_resample()) after every step s with
+     *  s % resample_steps == 0, and restart the learning-rate warm-up after each of them
+     *  (dictionary_learning StandardTrainer); ::SAE_TRAIN_OFF: never. */
+    int64_t resample_steps;
+    /** A ::sae_switch: train on s x with s = sqrt(d_in) / mean ||x|| (SAELens
+     *  "expected_average_only_in"); see sae_trainer_estimate_scale(). */
+    int32_t activation_scaling;
+    int32_t reserved;       /**< Zero. */
 } sae_trainer_options;
 
 /** @brief Initialiser for ::sae_trainer_options: every field at its preset default. */
 #define SAE_TRAINER_OPTIONS_INIT                                                                 \
     {sizeof(sae_trainer_options), 0, 0, 0, 0, 0, 0, 0u, 0u, 0, 0.0, 0, 0, 0.0, 0.0, 0.0, 0.0,   \
-     0.0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0.0, 0, NULL}
+     0.0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0.0, 0, NULL, 0, 0, 0}
 
 /**
  * @brief What one step measured. Initialise with ::SAE_TRAIN_METRICS_INIT.
@@ -303,6 +322,8 @@ SAE_API void sae_trainer_free(sae_trainer *trainer);
 /**
  * @brief One optimiser step on a batch.
  *
+ * With activation scaling on, the step trains on s x: s is estimated from this batch at the
+ * first step unless sae_trainer_estimate_scale() set it, and the metrics are in scaled units.
  * The batch is checked before anything changes: a NaN or Inf is ::SAE_ENUMERIC (or a skipped
  * batch with ::SAE_TRAIN_SKIP_NONFINITE), and so is a non-finite loss or gradient, in which
  * case the weights, optimiser state and counters are left as they were. The workspace grows
@@ -325,6 +346,12 @@ SAE_API sae_status sae_trainer_step(sae_trainer *trainer, int64_t n, const float
  * Standard: a standard dictionary. TopK: k and the training conventions as dictionary flags
  * (::SAE_DICT_RELU_BEFORE_TOPK, ::SAE_DICT_RESCALE_BY_DECODER_NORM), and the inference
  * threshold as a constant vector once its EMA has started.
+ *
+ * With an activation scale s the dictionary works on unscaled activations: s is folded into
+ * the weights (W_enc * s, W_dec / s, b_dec / s; b_enc and thresholds unchanged, SAELens
+ * fold_activation_norm_scaling_factor), so its codes of x are the training codes of s x and its
+ * reconstructions x_hat / s. With rescaling by decoder norms those norms are folded too
+ * (W_enc * n_j, b_enc * n_j, W_dec / n_j, the flag dropped) so that the codes stay the same.
  * @param[in] trainer The trainer.
  * @param[out] out The dictionary; free with sae_dict_free(). Allocated with the trainer's
  *             allocator.
@@ -362,6 +389,88 @@ SAE_API const int64_t *sae_trainer_since_fired(const sae_trainer *trainer);
  * @return ::SAE_OK or ::SAE_EINVAL.
  */
 SAE_API sae_status sae_trainer_set_since_fired(sae_trainer *trainer, const int64_t *counts);
+
+/**
+ * @brief Resample the dead features now (dictionary_learning StandardTrainer.resample_neurons).
+ *
+ * Dead: by the trainer's dead rule on the counters as they stand (sae_trainer_since_fired();
+ * ::SAE_DEAD_TOKENS_AFTER: count >= dead_window, the other rules: count > dead_window).
+ * With r_b = ||x_b - x_hat_b|| for the current weights, m = min(n_dead, rows with r_b > 0 and
+ * x_b != 0) rows are drawn without replacement with probability proportional to r_b (as
+ * torch.multinomial(r, m) does upstream; by Efraimidis-Spirakis keys from the trainer's seeded
+ * generator, so the draw is reproducible and checkpointed). The first m dead features
+ * (ascending) j take the drawn rows x_b in draw order:
+ *   encoder column j = x_b * a * 0.2, a = mean ||encoder column|| over the features that are
+ *   not dead (over all features if every one is dead); decoder row j = x_b / ||x_b||;
+ *   b_enc_j = 0; Adam moments of those three zeroed (b_dec's and the step count unchanged).
+ * The dead counters are not reset, as upstream. With activation scaling, x is scaled first.
+ * @param[in,out] trainer A standard-SAE trainer.
+ * @param[in] n Rows in the batch (>= 1).
+ * @param[in] x (n, d_in), ldx >= d_in, finite.
+ * @param[in] ldx Leading dimension of x.
+ * @param[out] n_resampled Number of features resampled (m), or NULL.
+ * @return ::SAE_OK, ::SAE_EINVAL (activation scale not known yet), ::SAE_ESHAPE,
+ *         ::SAE_ENUMERIC, ::SAE_EUNSUPPORTED (not a standard SAE) or ::SAE_ENOMEM.
+ */
+SAE_API sae_status sae_trainer_resample(sae_trainer *trainer, int64_t n, const float *x,
+                                        int64_t ldx, int64_t *n_resampled);
+
+/**
+ * @brief Estimate the activation scale from a batch, before training starts.
+ *
+ * s = sqrt(d_in) / mean ||x_b||, the mean over every row given to this function so far
+ * (SAELens estimates it over n_batches_for_norm_estimate = 1000 batches: call this once per
+ * batch; with equal batch sizes the mean over rows equals SAELens' mean of batch means).
+ * Without any call, the first sae_trainer_step() estimates s from its own batch.
+ * @param[in,out] trainer A trainer with activation_scaling on that has taken no step yet.
+ * @param[in] n Rows (>= 1).
+ * @param[in] x (n, d_in), ldx >= d_in, finite.
+ * @param[in] ldx Leading dimension of x.
+ * @return ::SAE_OK, ::SAE_EINVAL (scaling off, training started), ::SAE_ESHAPE or
+ *         ::SAE_ENUMERIC (non-finite rows, or a zero mean norm).
+ */
+SAE_API sae_status sae_trainer_estimate_scale(sae_trainer *trainer, int64_t n, const float *x,
+                                              int64_t ldx);
+
+/**
+ * @brief The activation scale s the trainer multiplies its batches by.
+ * @param[in] trainer The trainer.
+ * @return s; 1 when scaling is off or s is not known yet.
+ */
+SAE_API float sae_trainer_activation_scale(const sae_trainer *trainer);
+
+/**
+ * @brief Write a checkpoint of the whole training state (crash-safe: temporary file, fsync,
+ *        rename, fsync of the directory).
+ *
+ * One safetensors file: the parameter block and both Adam moments (whole, generic over the
+ * architecture), the dead-feature counters, the step count, the inference threshold, the
+ * pending b_dec initialisation, the activation scale and its estimate, the resampling
+ * generator, and in `__metadata__` the format name and version and the resolved options as
+ * JSON. The workspace is not saved.
+ * @param[in] trainer The trainer.
+ * @param[in] path Destination; an existing file is replaced only by a complete new one.
+ * @return ::SAE_OK, ::SAE_EINVAL, ::SAE_EIO or ::SAE_ENOMEM.
+ */
+SAE_API sae_status sae_trainer_save(const sae_trainer *trainer, const char *path);
+
+/**
+ * @brief Make a trainer from a checkpoint of sae_trainer_save().
+ *
+ * Everything is validated before use: the format and its version, the options (through the
+ * same checks as sae_trainer_create()), every tensor's dtype and shape, and every value
+ * (finite weights and moments, non-negative second moments and counters, ...). Continuing a
+ * loaded trainer gives bit-identical results to the uninterrupted run with the same number of
+ * threads (the saved n_threads).
+ * @param[out] out The trainer; free with sae_trainer_free().
+ * @param[in] path The checkpoint.
+ * @param[in] allocator Allocator of the new trainer, or NULL for the default.
+ * @return ::SAE_OK, ::SAE_ENOTFOUND, ::SAE_EIO, ::SAE_EFORMAT (not a checkpoint, or malformed),
+ *         ::SAE_EUNSUPPORTED (a newer format version), ::SAE_ESHAPE, ::SAE_ENUMERIC,
+ *         ::SAE_EINVAL (invalid options) or ::SAE_ENOMEM.
+ */
+SAE_API sae_status sae_trainer_load(sae_trainer **out, const char *path,
+                                    const sae_allocator *allocator);
 
 /* ---- training loop ----------------------------------------------------------------------- */
 

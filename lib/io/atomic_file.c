@@ -8,7 +8,8 @@
 
 #include "io_internal.h"
 
-/* Room for a path, plus ".tmp.<pid>" for the temporary name. */
+/* Room for a path, plus ".tmp.<pid>.<tid>" for the temporary name: unique per thread, so that
+ * two threads writing the same path at once cannot write into one temporary file. */
 #define ATOMIC_PATH_MAX (PATH_MAX + 32)
 
 /* The directory holding `path` ("." for a bare name, "/" for a file at the root), into buf. */
@@ -66,7 +67,7 @@ sae_status sae__write_file_atomic(const char *path, sae_status (*fill)(FILE *f, 
                                   void *user)
 {
     char tmp[ATOMIC_PATH_MAX];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, (long)getpid(), (long)gettid());
     if (n < 0 || (size_t)n >= sizeof tmp)
         return sae__fail(SAE_EIO, "%s: path too long", path);
     FILE *f = fopen(tmp, "wbe");

@@ -40,9 +40,10 @@ void sae__dict_weights_free(const sae_allocator *a, const sae_dict_weights *w);
 /* The tensor set of an open safetensors reader (lib/io/safetensors.c). */
 sae__tensor_set sae__st_tensor_set(const sae_st_reader *reader, const char *origin);
 
-/* Write a file crash-safely: `write` fills a temporary file beside `path` ("path.tmp.<pid>"),
- * which is flushed, fsynced and renamed over `path`, then the directory is fsynced. On any
- * failure the temporary file is removed and `path` is untouched. (lib/io/atomic_file.c) */
+/* Write a file crash-safely: `write` fills a temporary file beside `path`
+ * ("path.tmp.<pid>.<tid>"), which is flushed, fsynced and renamed over `path`, then the
+ * directory is fsynced. On any failure the temporary file is removed and `path` is untouched.
+ * (lib/io/atomic_file.c) */
 sae_status sae__write_file_atomic(const char *path, sae_status (*write)(FILE *f, void *user),
                                   void *user);
 

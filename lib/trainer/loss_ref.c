@@ -141,9 +141,11 @@ sae_status sae__loss_grad_ref(const sae__train_cfg *c, const sae__params *p,
     /* ---- dead mask ---- */
     int64_t n_dead = 0;
     for (int64_t j = 0; j < F; j++) {
-        int64_t next = B.fired[j] ? 0 : since[j] + (c->dead_rule == SAE_DEAD_STEPS ? 1 : n);
+        const bool steps = c->dead_rule == SAE_DEAD_STEPS || c->dead_rule == SAE_DEAD_STEPS_AFTER;
+        int64_t next = B.fired[j] ? 0 : since[j] + (steps ? 1 : n);
         B.dead[j] = c->dead_rule == SAE_DEAD_TOKENS_AFTER ? next >= c->dead_window
-                                                          : since[j] > c->dead_window;
+                    : c->dead_rule == SAE_DEAD_STEPS_AFTER ? next > c->dead_window
+                                                           : since[j] > c->dead_window;
         n_dead += B.dead[j];
     }
 

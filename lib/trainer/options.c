@@ -11,9 +11,12 @@
 #include "trainer_internal.h"
 
 /* No implicit padding: Python mirrors this struct field by field. */
-_Static_assert(offsetof(sae_trainer_options, allocator) + sizeof(void *) ==
+_Static_assert(offsetof(sae_trainer_options, reserved) + sizeof(int32_t) ==
                    sizeof(sae_trainer_options),
                "sae_trainer_options has trailing padding");
+_Static_assert(offsetof(sae_trainer_options, resample_steps) ==
+                   offsetof(sae_trainer_options, allocator) + sizeof(void *),
+               "sae_trainer_options has a padding hole");
 _Static_assert(offsetof(sae_trainer_options, threshold_start_step) == 224,
                "sae_trainer_options has a padding hole");
 
@@ -72,8 +75,10 @@ static void fill_dictionary_learning(sae_trainer_options *o, bool from_dict)
     FILL(rescale, SAE_SWITCH_OFF);
     FILL(auxk, SAE_AUXK_DICTIONARY_LEARNING);
     FILL(auxk_coefficient, 1.0 / 32.0);
-    FILL(dead_rule, SAE_DEAD_TOKENS_AFTER);
-    FILL(dead_window, 10000000);
+    /* Resampling marks a feature dead after resample_steps / 2 steps without firing. */
+    const int64_t half = o->resample_steps > 0 ? o->resample_steps / 2 : 0;
+    FILL(dead_rule, o->resample_steps > 0 ? SAE_DEAD_STEPS_AFTER : SAE_DEAD_TOKENS_AFTER);
+    FILL(dead_window, o->resample_steps > 0 ? (half > 0 ? half : OFF) : 10000000);
     FILL(decoder_constraint, topk ? SAE_DECODER_UNIT_EPS : SAE_DECODER_UNIT_EXACT);
     FILL(threshold_start_step, topk ? 1000 : INT64_MAX);
 }
@@ -114,6 +119,8 @@ static void fill_common(sae_trainer_options *o)
     FILL(lr_end, o->lr / 10.0);
     FILL(k_aux, o->d_in / 2 > 0 ? o->d_in / 2 : 1);
     FILL(threshold_beta, 0.999);
+    FILL(resample_steps, OFF); /* dictionary_learning's default is None */
+    FILL(activation_scaling, SAE_SWITCH_OFF);
 }
 
 static double plain(double v) { return v < 0 ? 0.0 : v; }
@@ -153,6 +160,8 @@ static sae_status check_shape(const sae_trainer_options *o)
     if (o->flags & ~(uint32_t)SAE_TRAIN_SKIP_NONFINITE)
         return sae__fail(SAE_EINVAL, "unknown trainer flags 0x%x",
                          o->flags & ~(uint32_t)SAE_TRAIN_SKIP_NONFINITE);
+    if (o->reserved != 0)
+        return sae__fail(SAE_EINVAL, "sae_trainer_options.reserved must be zero");
     return SAE_OK;
 }
 
@@ -168,7 +177,8 @@ static sae_status check_enums(const sae_trainer_options *o)
         (s = check_enum(o->topk_relu, SAE_TOPK_RELU_AFTER, "topk_relu")) ||
         (s = check_enum(o->rescale, SAE_SWITCH_OFF, "rescale")) ||
         (s = check_enum(o->auxk, SAE_AUXK_DICTIONARY_LEARNING, "auxk")) ||
-        (s = check_enum(o->dead_rule, SAE_DEAD_TOKENS_AFTER, "dead_rule")) ||
+        (s = check_enum(o->dead_rule, SAE_DEAD_STEPS_AFTER, "dead_rule")) ||
+        (s = check_enum(o->activation_scaling, SAE_SWITCH_OFF, "activation_scaling")) ||
         (s = check_enum(o->decoder_constraint, SAE_DECODER_UNIT_RAW, "decoder_constraint")))
         return s;
     return SAE_OK;
@@ -210,6 +220,11 @@ static sae_status check_values(const sae__train_cfg *c)
         return sae__fail(SAE_EUNSUPPORTED, "sparsify's AuxK sends no gradient to the encoder; "
                                            "with rescaling by decoder norms it would reach "
                                            "them: not supported");
+    if (c->arch != SAE_ARCH_STANDARD &&
+        (c->resample_steps > 0 || c->dead_rule == SAE_DEAD_STEPS_AFTER))
+        return sae__fail(SAE_EUNSUPPORTED, "resampling and its dead rule STEPS_AFTER are "
+                                           "dictionary_learning StandardTrainer's: standard "
+                                           "SAEs only");
     bool needs_total = c->lr_schedule == SAE_LR_COSINE || c->decay_steps > 0;
     if (needs_total && c->total_steps < c->warmup_steps + c->decay_steps +
                                             (c->lr_schedule == SAE_LR_COSINE ? 1 : 0))
@@ -239,6 +254,8 @@ static void to_cfg(const sae_trainer_options *o, sae__train_cfg *c)
         .auxk_coefficient = plain(o->auxk_coefficient), .threshold_beta = o->threshold_beta,
         .k_aux = o->k_aux, .dead_window = plain_i(o->dead_window),
         .threshold_start_step = plain_i(o->threshold_start_step),
+        .resample_steps = plain_i(o->resample_steps),
+        .activation_scaling = o->activation_scaling == SAE_SWITCH_ON,
     };
 }
 

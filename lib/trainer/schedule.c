@@ -9,6 +9,8 @@
  *                    T - D; sparsify's get_linear_schedule_with_warmup with D = T - W)
  *   otherwise        constant: 1; cosine: (lr_end + (lr - lr_end)(1 + cos(pi t/M))/2) / lr,
  *                    t = s - W, M = T - W - D (torch CosineAnnealingLR's closed form)
+ * With resampling every R steps the warm-up restarts after each resampling: the warm-up rule
+ * applies to s mod R (dictionary_learning: min((s % R) / W, 1)).
  * L1 warm-up: min(s / W1, 1) (SAELens CoefficientScheduler, dictionary_learning sparsity
  * warm-up). */
 #include <math.h>
@@ -27,8 +29,9 @@ static double warmup_factor(const sae__train_cfg *c, int64_t s)
 
 double sae__lr_at(const sae__train_cfg *c, int64_t s)
 {
-    if (s < c->warmup_steps)
-        return c->lr * warmup_factor(c, s);
+    const int64_t sw = c->resample_steps > 0 ? s % c->resample_steps : s;
+    if (sw < c->warmup_steps)
+        return c->lr * warmup_factor(c, sw);
     bool cosine = c->lr_schedule == SAE_LR_COSINE;
     if (c->decay_steps > 0 && s >= c->total_steps - c->decay_steps) {
         double end = cosine ? c->lr_end / c->lr : 1.0;

@@ -2,8 +2,9 @@
  *
  * A step (trainer.h) in the order of dictionary_learning's TopKTrainer.update, which the other
  * libraries' steps are special cases of:
- *   b_dec init (first step) -> loss and gradients -> decoder-gradient projection -> clip ->
- *   Adam -> decoder renormalisation -> dead counters, threshold EMA, step count.
+ *   activation scaling -> b_dec init (first step) -> loss and gradients -> decoder-gradient
+ *   projection -> clip -> Adam -> decoder renormalisation -> dead counters, threshold EMA ->
+ *   resampling (StandardTrainer.update) -> step count.
  * Nothing persistent changes until the loss and the gradient norm are known to be finite, so
  * a bad batch (or a diverged step) leaves the trainer as it was. */
 #include <math.h>
@@ -29,7 +30,7 @@ static sae_status regrow(const sae_allocator *a, void **p, int64_t count, size_t
 }
 
 /* Arrays whose size depends on the batch: grown to n rows when a larger batch comes. */
-static sae_status ensure_rows(sae_trainer *t, int64_t n)
+sae_status sae__trainer_reserve(sae_trainer *t, int64_t n)
 {
     sae__workspace *w = &t->ws;
     if (n <= w->rows)
@@ -106,7 +107,8 @@ void sae_trainer_free(sae_trainer *t)
                      w->aux_g, w->row_sums, w->row_factor, w->row_weight, w->col_tmp,
                      w->dec_norm, w->fired, w->dead, w->dead_list, w->counts_next, w->csc_ptr,
                      w->csc_fill, w->csc_split, w->csc_row, w->csc_cd, w->csc_ce, w->grad_sq,
-                     w->b_dec_backup, w->gm_weights, w->thread_scratch};
+                     w->b_dec_backup, w->gm_weights, w->thread_scratch, t->ex.xs, t->ex.keys,
+                     t->ex.picked};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
         sae__free(t->allocator, owned[i]);
     sae__free(t->allocator, t);
@@ -114,8 +116,8 @@ void sae_trainer_free(sae_trainer *t)
 
 /* ---- construction --------------------------------------------------------------------------- */
 
-static sae_status make_trainer(sae_trainer **out, const sae_trainer_options *resolved,
-                               const sae__train_cfg *cfg)
+sae_status sae__trainer_make(sae_trainer **out, const sae_trainer_options *resolved,
+                             const sae__train_cfg *cfg)
 {
     const sae_allocator *a = sae__allocator(resolved->allocator);
     sae_trainer *t = sae__alloc_array(a, 1, sizeof *t);
@@ -129,6 +131,8 @@ static sae_status make_trainer(sae_trainer **out, const sae_trainer_options *res
     t->threshold = -1.0f;
     t->b_dec_pending = cfg->b_dec_init == SAE_BDEC_MEAN ||
                        cfg->b_dec_init == SAE_BDEC_GEOMETRIC_MEDIAN;
+    sae_rng_init(&t->ex.rng, cfg->seed, SAE__RESAMPLE_STREAM);
+    t->ex.act_scale = cfg->activation_scaling ? 0.0f : 1.0f;
     if (alloc_fixed(t) != SAE_OK) {
         sae_trainer_free(t);
         return SAE_ENOMEM;
@@ -152,7 +156,7 @@ sae_status sae_trainer_create(sae_trainer **out, const sae_trainer_options *opti
     sae__train_cfg c;
     sae_status s = sae__trainer_resolve(options, false, NULL, &o, &c);
     if (s == SAE_OK)
-        s = make_trainer(out, &o, &c);
+        s = sae__trainer_make(out, &o, &c);
     if (s == SAE_OK)
         sae__init_weights(&c, &(*out)->p);
     return s;
@@ -190,7 +194,7 @@ sae_status sae_trainer_create_from(sae_trainer **out, const sae_dict *init,
     sae__train_cfg c;
     sae_status s = sae__trainer_resolve(options, true, &shape, &o, &c);
     if (s == SAE_OK)
-        s = make_trainer(out, &o, &c);
+        s = sae__trainer_make(out, &o, &c);
     if (s != SAE_OK)
         return s;
     sae_trainer *t = *out;
@@ -218,9 +222,9 @@ sae_status sae__forward_backward(sae_trainer *t, int64_t n, const float *x, int6
     return sae__standard_loss_grad(t, n, x, ldx, l1_coef, out);
 }
 
-/* Arguments of step and loss_and_grad; a non-finite x is reported at its first position. */
-static sae_status check_batch(const sae_trainer *t, int64_t n, const float *x, int64_t ldx,
-                              bool *nonfinite)
+/* Arguments of a batch; a non-finite x is reported at its first position. */
+sae_status sae__check_batch(const sae_trainer *t, int64_t n, const float *x, int64_t ldx,
+                            bool *nonfinite)
 {
     if (!t)
         return sae__fail(SAE_EINVAL, "trainer is NULL");
@@ -268,7 +272,7 @@ sae_status sae_trainer_step(sae_trainer *t, int64_t n, const float *x, int64_t l
                             sae_train_metrics *metrics)
 {
     bool nonfinite = false;
-    sae_status s = check_batch(t, n, x, ldx, &nonfinite);
+    sae_status s = sae__check_batch(t, n, x, ldx, &nonfinite);
     if (nonfinite && (t->cfg.flags & SAE_TRAIN_SKIP_NONFINITE)) {
         sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
         m.skipped = 1, m.step = t->step;
@@ -276,7 +280,10 @@ sae_status sae_trainer_step(sae_trainer *t, int64_t n, const float *x, int64_t l
         sae_clear_error();
         return SAE_OK;
     }
-    if (s != SAE_OK || (s = ensure_rows(t, n)) != SAE_OK)
+    float scale = 1.0f;
+    if (s != SAE_OK || (s = sae__trainer_reserve(t, n)) != SAE_OK ||
+        (s = sae__resample_reserve(t, n)) != SAE_OK ||
+        (s = sae__scale_batch(t, n, &x, &ldx, &scale)) != SAE_OK)
         return s;
     const sae__train_cfg *c = &t->cfg;
     const double lr = sae__lr_at(c, t->step);
@@ -307,18 +314,23 @@ sae_status sae_trainer_step(sae_trainer *t, int64_t n, const float *x, int64_t l
                            : (float)(c->threshold_beta * t->threshold +
                                      (1.0 - c->threshold_beta) * L.row_min_mean);
     sae_train_metrics m = metrics_of(t, &L, lr, grad_norm);
+    t->ex.act_scale = scale;
+    int64_t resampled;
+    s = sae__resample_after_step(t, t->step, n, x, ldx, &resampled);
     t->step++;
     t->b_dec_pending = false;
     sae__write_options(metrics, &m, sizeof(sae_train_metrics));
-    return SAE_OK;
+    return s;
 }
 
 sae_status sae__trainer_loss_and_grad(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
                                       sae_train_metrics *metrics, const sae__grad_out *out)
 {
     bool nonfinite = false;
-    sae_status s = check_batch(t, n, x, ldx, &nonfinite);
-    if (s != SAE_OK || (s = ensure_rows(t, n)) != SAE_OK)
+    float scale;
+    sae_status s = sae__check_batch(t, n, x, ldx, &nonfinite);
+    if (s != SAE_OK || (s = sae__trainer_reserve(t, n)) != SAE_OK ||
+        (s = sae__scale_batch(t, n, &x, &ldx, &scale)) != SAE_OK)
         return s;
     const sae__train_cfg *c = &t->cfg;
     const int64_t F = c->F, d = c->d_in;
@@ -370,7 +382,9 @@ sae_status sae_trainer_export(const sae_trainer *t, sae_dict **out)
     memcpy(b_dec, t->p.b_dec, sizeof(float) * (size_t)d);
     for (int64_t j = 0; thr && j < F; j++)
         thr[j] = t->threshold;
-    return sae__dict_adopt(out, &dc, &w, a);
+    sae__scale_config(t, &dc);
+    sae_status s = sae__dict_adopt(out, &dc, &w, a);
+    return s == SAE_OK ? sae__scale_fold(out) : s;
 }
 
 sae_status sae_trainer_get_options(const sae_trainer *t, sae_trainer_options *out)

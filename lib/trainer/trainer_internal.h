@@ -28,6 +28,8 @@ typedef struct sae__train_cfg {
     int64_t total_steps, warmup_steps, decay_steps, l1_warmup_steps;
     double l1_coefficient, auxk_coefficient, threshold_beta;
     int64_t k_aux, dead_window, threshold_start_step;
+    int64_t resample_steps; /* 0: never */
+    bool activation_scaling;
 } sae__train_cfg;
 
 /* Views of one parameter-shaped block (parameters, moments or gradients). */
@@ -77,6 +79,28 @@ typedef struct sae__workspace {
     size_t scratch_bytes;
 } sae__workspace;
 
+/* sae_rng stream of the resampling draws (stream 0 draws the initial weights). */
+#define SAE__RESAMPLE_STREAM 1
+
+/* A row of a resampling draw: its Efraimidis-Spirakis key. */
+typedef struct sae__draw_key {
+    double key;
+    int64_t row;
+} sae__draw_key;
+
+/* State of resampling and activation scaling (resample.c, scaling.c), checkpointed, and their
+ * buffers. */
+typedef struct sae__train_extra {
+    sae_rng rng;            /* resampling draws: seed cfg.seed, stream SAE__RESAMPLE_STREAM */
+    float act_scale;        /* s: 1 with scaling off, 0 while not known yet */
+    double scale_norm_sum;  /* sum of ||x_b|| over the rows given to sae_trainer_estimate_scale */
+    int64_t scale_rows;     /* how many */
+    int64_t xs_rows, key_rows; /* capacities of: */
+    float *xs;              /* (xs_rows, d_in) s x */
+    sae__draw_key *keys;    /* (key_rows) */
+    int64_t *picked;        /* (key_rows) drawn rows, in draw order */
+} sae__train_extra;
+
 struct sae_trainer {
     sae_trainer_options opts; /* resolved, explicit zeros still negative (get_options) */
     sae__train_cfg cfg;
@@ -89,7 +113,19 @@ struct sae_trainer {
     float threshold;             /* TopK inference threshold, -1 until its EMA starts */
     bool b_dec_pending;          /* b_dec is initialised from the first batch */
     sae__workspace ws;
+    sae__train_extra ex;
 };
+
+/* Make a trainer for resolved options: everything allocated, m, v and the counters zero, the
+ * weights not set. (trainer.c) */
+sae_status sae__trainer_make(sae_trainer **out, const sae_trainer_options *resolved,
+                             const sae__train_cfg *cfg);
+/* Grow the step workspace to n rows. (trainer.c) */
+sae_status sae__trainer_reserve(sae_trainer *t, int64_t n);
+/* Arguments of a batch: trainer, n >= 1, x, ldx >= d_in (ESHAPE), finite x (ENUMERIC naming
+ * the first non-finite position; *nonfinite set). (trainer.c) */
+sae_status sae__check_batch(const sae_trainer *t, int64_t n, const float *x, int64_t ldx,
+                            bool *nonfinite);
 
 /* ---- options (options.c) ------------------------------------------------------------------ */
 
@@ -128,6 +164,9 @@ void sae__geometric_median(int64_t n, int64_t d, const float *x, int64_t ldx, in
  * (ascending) in dead_list. */
 int64_t sae__dead_update(const sae__train_cfg *c, const int64_t *since, const uint8_t *fired,
                          int64_t n, int64_t *next, uint8_t *dead, int32_t *dead_list);
+/* Whether a counter means dead by the rule, for counters as they stand after a batch: the
+ * "after" rules compare the counter after the batch, the others the one before it. */
+bool sae__is_dead(const sae__train_cfg *c, int64_t count);
 
 /* ---- loss and gradients (loss_common.c, loss_topk.c, loss_standard.c, loss_ref.c) --------- */
 
@@ -213,6 +252,40 @@ void sae__adam_update(sae_trainer *t, double lr, float clip);
 /* Reference: Adam on n contiguous values, written plainly (step = t + 1). */
 void sae__adam_ref(const sae__train_cfg *c, int64_t step, double lr, float clip, float *p,
                    float *m, float *v, const float *g, int64_t n);
+
+/* ---- activation scaling (scaling.c) ------------------------------------------------------- */
+
+/* The batch a step trains on: x itself without scaling, else s x in t->ex.xs (ld d_in), s
+ * estimated from this batch while none is known. *scale: the s used (1 without scaling); the
+ * caller commits it (t->ex.act_scale) once the step has succeeded. ENOMEM, ENUMERIC. */
+sae_status sae__scale_batch(sae_trainer *t, int64_t n, const float **x, int64_t *ldx,
+                            float *scale);
+/* The exported dictionary's input scaling (SAE_NORM_SCALE, s) when s is not 1, and its folding
+ * into the weights of the dictionary made with it (replaced; freed on failure). */
+void sae__scale_config(const sae_trainer *t, sae_dict_config *dc);
+sae_status sae__scale_fold(sae_dict **d);
+
+/* ---- resampling (resample.c) -------------------------------------------------------------- */
+
+/* Buffers of a resampling of n rows (grown before a step changes anything). */
+sae_status sae__resample_reserve(sae_trainer *t, int64_t n);
+/* After step s (0-based) is applied, on the batch it trained on: resample when resampling is on
+ * and s % resample_steps == 0. *n_resampled: how many (0 otherwise). */
+sae_status sae__resample_after_step(sae_trainer *t, int64_t s, int64_t n, const float *x,
+                                    int64_t ldx, int64_t *n_resampled);
+/* ||x_b - x_hat_b|| for the n rows with the current weights (standard SAE) into loss (n); the
+ * workspace must hold n rows. */
+sae_status sae__resample_losses(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
+                                double *loss);
+/* Draw min(m, rows of positive weight) of the n rows without replacement, P proportional to
+ * weight (n), into rows in draw order (Efraimidis-Spirakis keys; one uniform per row). keys: (n)
+ * scratch. Returns how many. */
+int64_t sae__draw_rows(sae_rng *rng, const double *weight, int64_t n, int64_t m,
+                       sae__draw_key *keys, int64_t *rows);
+/* The replacement itself, given the draw: dead (F) mask, rows (m) of x in draw order; the
+ * first m dead features take them (m <= number of dead features). */
+void sae__resample_apply(sae_trainer *t, const uint8_t *dead, const float *x, int64_t ldx,
+                         const int64_t *rows, int64_t m);
 
 /* ---- for tests ---------------------------------------------------------------------------- */
 

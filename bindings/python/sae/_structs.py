@@ -120,7 +120,7 @@ LR_WARMUPS = {"preset": 0, "from_zero": 1, "saelens": 2}
 MSE_VARIANTS = {"preset": 0, "sum": 1, "fvu": 2, "normalized": 3}
 L1_VARIANTS = {"preset": 0, "decoder_norm": 1, "plain": 2, "normalized": 3}
 AUXK_VARIANTS = {"preset": 0, "saelens": 1, "sparsify": 2, "dictionary_learning": 3}
-DEAD_RULES = {"preset": 0, "steps": 1, "tokens_before": 2, "tokens_after": 3}
+DEAD_RULES = {"preset": 0, "steps": 1, "tokens_before": 2, "tokens_after": 3, "steps_after": 4}
 DECODER_CONSTRAINTS = {"preset": 0, "free": 1, "unit_exact": 2, "unit_eps": 3, "unit_raw": 4}
 B_DEC_INITS = {"preset": 0, "zero": 1, "mean": 2, "geometric_median": 3, "keep": 4}
 WEIGHT_INITS = {"preset": 0, "uniform_tied": 1, "normal_tied": 2, "sparsify": 3}
@@ -182,6 +182,9 @@ TRAINER_OPTIONS = (
     ("threshold_beta", c_double, POSITIVE),
     ("threshold_start_step", c_int64, OFF),
     ("allocator", c_void_p, INTERNAL),
+    ("resample_steps", c_int64, OFF),
+    ("activation_scaling", c_int32, SWITCH),
+    ("reserved", c_int32, INTERNAL),
 )
 
 
