@@ -1,16 +1,19 @@
 /* cmd_train.c: `sae train --data PATH|synthetic --arch A --d-sae N --steps N --out DIR [...]`:
  * train a standard or TopK SAE with sae_trainer_fit, showing progress, and save it.
  *
- * The stages are separate functions: parse_args, then the data (data.c), make_trainer, the fit
- * with on_step called after every step, and save_result. A resumed run would replace the
- * trainer that make_trainer builds; periodic checkpoints would hook into on_step. */
+ * The stages are separate functions: parse_args, then the data (data.c), open_trainer (a fresh
+ * trainer, or with --resume the checkpoint's: train_resume.c), the fit with on_step called
+ * after every step (progress, periodic checkpoints, Ctrl-C), and save_result. */
+#include <errno.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#include "data.h"
 #include "progress.h"
+#include "train.h"
 
 static const char usage[] =
     "usage: sae train --data PATH|synthetic --arch standard|topk --d-sae N --steps N --out DIR\n"
@@ -38,20 +41,16 @@ static const char usage[] =
     "output:\n"
     "  --out DIR           where to save the SAE (required; created if missing)\n"
     "  --format F          saelens (default) or sparsify (TopK with ReLU before top-k)\n"
+    "checkpoints:\n"
+    "  --checkpoint PATH   write the whole training state to PATH at the end and on Ctrl-C\n"
+    "                      (refused if PATH exists, unless --resume)\n"
+    "  --checkpoint-every N  also after every N-th step\n"
+    "  --resume            continue from PATH if it exists, up to --steps in all. Give the\n"
+    "                      same data and options (--batch, --shuffle, --seed, ...): the\n"
+    "                      rows already trained on are skipped, and the result is the same,\n"
+    "                      bit for bit, as that of a run never interrupted\n"
     CLI_DATA_HELP
     "  --help              print this help\n";
-
-typedef struct train_args {
-    cli_data data;
-    int32_t arch;          /* -1 until given */
-    int32_t preset;
-    int32_t format;
-    int64_t d_sae, k, steps, batch, warmup, threads;
-    double lr, l1;         /* 0: the preset's */
-    bool l1_given, no_repeat;
-    uint64_t seed;
-    const char *out;
-} train_args;
 
 /* Parse argv into *t; 0, or the exit code of a usage error (printed). --help returns -1. */
 static int parse_args(int argc, char **argv, train_args *t)
@@ -133,6 +132,15 @@ static int parse_args(int argc, char **argv, train_args *t)
             t->l1_given = true;
         } else if (cli_opt_is(&a, arg, "--no-repeat")) {
             t->no_repeat = true;
+        } else if (cli_opt_is(&a, arg, "--checkpoint")) {
+            if (!(t->checkpoint = cli_opt_value(&a)) || !*t->checkpoint)
+                return cli_usage_error(usage, "train: --checkpoint needs a path");
+        } else if (cli_opt_is(&a, arg, "--checkpoint-every")) {
+            if (!cli_parse_i64(cli_opt_value(&a), 1, INT64_MAX, &t->checkpoint_every))
+                return cli_usage_error(usage, "train: --checkpoint-every needs a positive "
+                                              "integer");
+        } else if (cli_opt_is(&a, arg, "--resume")) {
+            t->resume = true;
         } else if (cli_opt_is(&a, arg, "--out")) {
             if (!(t->out = cli_opt_value(&a)) || !*t->out)
                 return cli_usage_error(usage, "train: --out needs a directory");
@@ -147,6 +155,9 @@ static int parse_args(int argc, char **argv, train_args *t)
     if (!t->d_sae || !t->steps || !t->out)
         return cli_usage_error(usage, "train: missing %s",
                                !t->d_sae ? "--d-sae" : !t->steps ? "--steps" : "--out");
+    if ((t->checkpoint_every || t->resume) && !t->checkpoint)
+        return cli_usage_error(usage, "train: %s needs --checkpoint PATH",
+                               t->resume ? "--resume" : "--checkpoint-every");
     if (t->arch == SAE_ARCH_TOPK && !t->k)
         return cli_usage_error(usage, "train: --arch topk needs --k");
     if (t->arch == SAE_ARCH_TOPK && t->k > t->d_sae)
@@ -181,6 +192,28 @@ static int make_trainer(const train_args *t, int64_t d_in, sae_trainer **out)
     return s == SAE_OK ? 0 : cli_fail_status(NULL, s);
 }
 
+/* The checkpoint's trainer with --resume when the file exists (*resumed), else a fresh one
+ * (refused if a checkpoint would overwrite an existing file). */
+static int open_trainer(const train_args *t, int64_t d_in, sae_trainer **out, bool *resumed)
+{
+    struct stat st;
+    const bool exists = t->checkpoint && (stat(t->checkpoint, &st) == 0 || errno != ENOENT);
+    *resumed = exists && t->resume;
+    if (*resumed)
+        return train_resume(t, out);
+    if (exists)
+        return cli_fail(t->checkpoint, "exists: give --resume to continue from it, or remove "
+                        "it to start over");
+    if (t->checkpoint) { /* fail now rather than after the training */
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", t->checkpoint);
+        if (access(dirname(dir), W_OK) != 0)
+            return cli_fail(t->checkpoint, "cannot write the checkpoint into %s: %s", dir,
+                            strerror(errno));
+    }
+    return make_trainer(t, d_in, out);
+}
+
 /* ---- progress --------------------------------------------------------------------------- */
 
 static volatile sig_atomic_t interrupted;
@@ -196,14 +229,36 @@ typedef struct train_state {
     double loss, l0, fvu; /* sums since the last line */
     int64_t n;            /* steps in those sums */
     sae_train_metrics last;
+    const train_args *args;
+    const sae_trainer *trainer;
+    int64_t start;        /* steps taken before this run (a resumed checkpoint's) */
+    int64_t saved_step;   /* the step of the last checkpoint written, -1 for none */
+    sae_status save_error; /* a checkpoint could not be written: the fit stops */
 } train_state;
 
+/* Write the checkpoint; false (with st->save_error) when it fails. */
+static bool write_checkpoint(train_state *st, int64_t step)
+{
+    sae_status s = sae_trainer_save(st->trainer, st->args->checkpoint);
+    if (s != SAE_OK) {
+        st->save_error = s;
+        return false;
+    }
+    st->saved_step = step;
+    return true;
+}
+
 /* After every step: gather the metrics, draw the progress line when due (with their means
- * since the previous line), and stop on Ctrl-C. */
+ * since the previous line), write the periodic checkpoint, and stop on Ctrl-C. */
 static int on_step(void *user, const sae_fit_progress *p, const sae_train_metrics *m)
 {
     train_state *st = user;
     st->last = *m;
+    /* Counted from the start of the whole run, so a resumed run writes them where the
+     * uninterrupted one would. */
+    const int64_t step = st->start + p->steps_done, every = st->args->checkpoint_every;
+    if (every && step % every == 0 && !write_checkpoint(st, step))
+        return 1;
     if (!m->skipped)
         st->loss += m->loss, st->l0 += m->l0, st->fvu += m->fvu, st->n++;
     if (cli_progress_due(&st->bar, p->steps_done, p->elapsed_seconds) && st->n > 0) {
@@ -230,11 +285,20 @@ static int save_result(const train_args *t, const sae_trainer *trainer)
     return s == SAE_OK ? 0 : cli_fail_status(t->out, s);
 }
 
-static void print_summary(const train_args *t, int64_t d_in, const cli_data *data,
+/* The run's summary on stdout; start: steps taken before this run (a resumed checkpoint's). */
+static void print_summary(const train_args *t, int64_t d_in, int64_t start,
                           const sae_fit_progress *p, const sae_train_metrics *m)
 {
+    if (start > 0)
+        printf("resumed from %s at step %lld\n", t->checkpoint, (long long)start);
+    if (start >= t->steps) {
+        printf("the checkpoint has taken %lld steps already (--steps %lld): nothing to train\n",
+               (long long)start, (long long)t->steps);
+        printf("wrote %s (%s)\n", t->out, sae_format_name(t->format));
+        return;
+    }
     char what[512], rate[32];
-    cli_data_describe(data, what, sizeof what);
+    cli_data_describe(&t->data, what, sizeof what);
     cli_format_si(rate, sizeof rate, p->tokens_per_second);
     printf("trained a %s SAE (d_in %lld, d_sae %lld", sae_arch_name(t->arch), (long long)d_in,
            (long long)t->d_sae);
@@ -244,10 +308,32 @@ static void print_summary(const train_args *t, int64_t d_in, const cli_data *dat
            (long long)p->steps_done, what, (long long)p->tokens, p->elapsed_seconds, rate);
     if (p->source_ended)
         printf("the data ran out after %lld of %lld steps (--no-repeat)\n",
-               (long long)p->steps_done, (long long)p->steps_total);
+               (long long)(start + p->steps_done), (long long)t->steps);
     printf("last step: loss %.6g  mse %.6g  L0 %.2f  FVU %.4f  dead %lld  lr %.3g\n", m->loss,
            m->mse, m->l0, m->fvu, (long long)m->n_dead, m->lr);
+    if (t->checkpoint)
+        printf("wrote the checkpoint %s (step %lld)\n", t->checkpoint,
+               (long long)(start + p->steps_done));
     printf("wrote %s (%s)\n", t->out, sae_format_name(t->format));
+}
+
+/* Train `steps` steps with the progress display, Ctrl-C stopping after the current step. */
+static sae_status run_fit(const train_args *t, sae_trainer *trainer, int64_t steps,
+                          train_state *state, sae_fit_progress *p)
+{
+    cli_progress_init(&state->bar, stderr, steps, "steps");
+    sae_fit_options fo = SAE_FIT_OPTIONS_INIT;
+    fo.steps = steps, fo.batch_size = t->batch;
+    struct sigaction sa, old_sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_interrupt;
+    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C ends the process at once */
+    interrupted = 0;
+    sigaction(SIGINT, &sa, &old_sa);
+    sae_status s = sae_trainer_fit(trainer, t->data.source, &fo, p, on_step, state);
+    sigaction(SIGINT, &old_sa, NULL);
+    cli_progress_finish(&state->bar);
+    return s;
 }
 
 int cmd_train(int argc, char **argv)
@@ -264,10 +350,11 @@ int cmd_train(int argc, char **argv)
         return cli_fail(t.out, "exists and is not a directory");
     }
     sae_trainer *trainer = NULL;
+    bool resumed = false;
     rc = cli_data_open(&t.data, 0, !t.no_repeat, t.seed, (int32_t)t.threads);
     const int64_t d_in = rc ? 0 : sae_source_d(t.data.source);
     if (!rc)
-        rc = make_trainer(&t, d_in, &trainer);
+        rc = open_trainer(&t, d_in, &trainer, &resumed);
     if (rc) {
         cli_data_free(&t.data);
         return rc;
@@ -275,32 +362,34 @@ int cmd_train(int argc, char **argv)
 
     train_state state;
     memset(&state, 0, sizeof state);
-    cli_progress_init(&state.bar, stderr, t.steps, "steps");
-    sae_fit_options fo = SAE_FIT_OPTIONS_INIT;
-    fo.steps = t.steps, fo.batch_size = t.batch;
+    state.args = &t, state.trainer = trainer;
+    state.start = sae_trainer_steps(trainer);
+    state.saved_step = resumed ? state.start : -1; /* the file holds that step */
     sae_fit_progress p = SAE_FIT_PROGRESS_INIT;
-    struct sigaction sa, old_sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_interrupt;
-    sa.sa_flags = SA_RESETHAND; /* a second Ctrl-C ends the process at once */
-    interrupted = 0;
-    sigaction(SIGINT, &sa, &old_sa);
-    sae_status s = sae_trainer_fit(trainer, t.data.source, &fo, &p, on_step, &state);
-    sigaction(SIGINT, &old_sa, NULL);
-    cli_progress_finish(&state.bar);
+    sae_status s = SAE_OK;
+    if (t.steps > state.start)
+        s = run_fit(&t, trainer, t.steps - state.start, &state, &p);
+    const int64_t step = state.start + p.steps_done;
+    /* The final checkpoint, also after Ctrl-C; after an error the last periodic one stays. */
+    if ((s == SAE_OK || s == SAE_ECANCELED) && t.checkpoint && state.save_error == SAE_OK &&
+        state.saved_step != step)
+        write_checkpoint(&state, step);
 
-    if (s != SAE_OK && s != SAE_ECANCELED) {
+    if (state.save_error != SAE_OK) {
+        rc = cli_fail_status(t.checkpoint, state.save_error);
+    } else if (s != SAE_OK && s != SAE_ECANCELED) {
         char what[512];
         cli_data_describe(&t.data, what, sizeof what);
         rc = cli_fail_status(what, s);
-    } else if (p.steps_done == 0) {
+    } else if (step == 0) {
         rc = cli_fail(NULL, "the data holds fewer rows than one batch of %lld: nothing trained",
                       (long long)t.batch);
     } else if (!(rc = save_result(&t, trainer))) {
-        print_summary(&t, d_in, &t.data, &p, &state.last);
+        print_summary(&t, d_in, state.start, &p, &state.last);
         if (s == SAE_ECANCELED)
-            rc = cli_fail(NULL, "interrupted after %lld of %lld steps; saved the SAE so far",
-                          (long long)p.steps_done, (long long)t.steps);
+            rc = cli_fail(NULL, "interrupted after %lld of %lld steps; saved the SAE so far%s",
+                          (long long)step, (long long)t.steps,
+                          t.checkpoint ? " and the checkpoint (continue with --resume)" : "");
         else if (fflush(stdout) != 0)
             rc = cli_fail(NULL, "cannot write to standard output");
     }

@@ -22,8 +22,13 @@ Train one, here on synthetic data with known features::
     data = sae.Synthetic(d=64, n_features=128, seed=1)   # known ground-truth directions
     with sae.Trainer("topk", d_in=64, d_sae=256, k=8, preset="sparsify") as t:
         last = t.fit(data, steps=500, batch_size=1024)  # last.fvu, last.l0, ...
+        t.save_checkpoint("run.ckpt")                    # sae.Trainer.load_checkpoint(...)
         d = t.dictionary()
     a_to_b, b_to_a = sae.mmcs(d.W_dec, data.directions)
+    result = sae.evaluate(d, data, max_rows=10000)       # result.fvu, result.n_dead, ...
+
+Training and evaluation read their rows in C from a :class:`Source` (an array, files on disk,
+or a generator); ``fit`` and ``evaluate`` also take those directly.
 
 The shared library is found through the ``SAE_LIBRARY`` environment variable, then this
 package's directory, then the system search path. Errors from the library raise
@@ -36,13 +41,15 @@ from .codes import SparseCodes
 from .dictionary import Dictionary, detect_format, load
 from .safetensors import load_file, load_metadata, save_file
 from .synth import Synthetic, mcc, mmcs, shrinkage
-from .trainer import Trainer, TrainMetrics
+from .source import Source
+from .trainer import FitProgress, Trainer, TrainMetrics
+from .evaluate import EvalResult, evaluate
 from ._structs import TRAIN_SKIP_NONFINITE
 
 __all__ = ["load", "Dictionary", "SparseCodes", "SaeError", "version", "blas_kernels",
            "default_threads", "detect_format", "load_file", "load_metadata", "save_file",
-           "Trainer", "TrainMetrics", "TRAIN_SKIP_NONFINITE", "Synthetic", "mmcs", "mcc",
-           "shrinkage"]
+           "Trainer", "TrainMetrics", "FitProgress", "TRAIN_SKIP_NONFINITE", "Synthetic",
+           "mmcs", "mcc", "shrinkage", "Source", "evaluate", "EvalResult"]
 
 
 def version():

@@ -15,7 +15,8 @@ import ctypes
 import ctypes.util
 import glob
 import os
-from ctypes import POINTER, c_char_p, c_double, c_int32, c_int64, c_uint32, c_void_p
+from ctypes import (POINTER, c_char_p, c_double, c_float, c_int32, c_int64, c_uint32,
+                    c_void_p)
 
 from . import _structs
 
@@ -49,6 +50,8 @@ class SaeError(Exception):
 
 
 status_t = c_int32
+#: ``SAE_ECANCELED``: a callback asked to stop.
+ECANCELED = -8
 _handle = c_void_p
 _ptr = c_void_p  # any buffer, passed as an address
 
@@ -126,6 +129,29 @@ _SIGNATURES = {
     "sae_trainer_steps": (c_int64, [_handle]),
     "sae_trainer_since_fired": (_ptr, [_handle]),
     "sae_trainer_set_since_fired": (status_t, [_handle, _ptr]),
+    "sae_trainer_resample": (status_t, [_handle, c_int64, _ptr, c_int64, POINTER(c_int64)]),
+    "sae_trainer_estimate_scale": (status_t, [_handle, c_int64, _ptr, c_int64]),
+    "sae_trainer_activation_scale": (c_float, [_handle]),
+    "sae_trainer_save": (status_t, [_handle, c_char_p]),
+    "sae_trainer_load": (status_t, [POINTER(_handle), c_char_p, _ptr]),
+    "sae_trainer_fit": (status_t, [_handle, _handle, POINTER(_structs.FitOptions),
+                                   POINTER(_structs.FitProgress), _structs.FitFn, c_void_p]),
+    # source.h
+    "sae_source_from_memory": (status_t, [POINTER(_handle), c_int64, c_int64, _ptr, c_int64,
+                                          POINTER(_structs.SourceOptions)]),
+    "sae_source_from_files": (status_t, [POINTER(_handle), POINTER(c_char_p), c_int64,
+                                         POINTER(_structs.SourceOptions)]),
+    "sae_source_from_callback": (status_t, [POINTER(_handle), c_int64, _structs.SourceFn,
+                                            c_void_p, POINTER(_structs.SourceOptions)]),
+    "sae_source_free": (None, [_handle]),
+    "sae_source_next": (status_t, [_handle, c_int64, _ptr, c_int64, POINTER(c_int64)]),
+    "sae_source_reset": (status_t, [_handle]),
+    "sae_source_d": (c_int64, [_handle]),
+    "sae_source_rows": (c_int64, [_handle]),
+    "sae_source_epoch": (c_int64, [_handle]),
+    # eval.h
+    "sae_dict_evaluate": (status_t, [POINTER(_structs.EvalResult), _ptr, _handle, _handle,
+                                     POINTER(_structs.EvalOptions)]),
     # synth.h
     "sae_synth_create": (status_t, [POINTER(_handle), POINTER(_structs.SynthOptions)]),
     "sae_synth_free": (None, [_handle]),

@@ -214,11 +214,106 @@ class TrainMetrics(ctypes.Structure):
     ]
 
 
+class FitOptions(ctypes.Structure):
+    """``sae_fit_options`` (trainer.h): settings of ``sae_trainer_fit``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("reserved", c_uint32),
+        ("steps", c_int64),
+        ("batch_size", c_int64),
+        ("report_every", c_int64),
+    ]
+
+
+class FitProgress(ctypes.Structure):
+    """``sae_fit_progress`` (trainer.h): where a call to ``sae_trainer_fit`` stands."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("source_ended", c_uint32),
+        ("steps_done", c_int64),
+        ("steps_total", c_int64),
+        ("tokens", c_int64),
+        ("elapsed_seconds", c_double),
+        ("tokens_per_second", c_double),
+    ]
+
+
+#: ``sae_fit_fn`` (trainer.h): ``int fn(void *user, const sae_fit_progress *,
+#: const sae_train_metrics *)``; non-zero stops the fit.
+FitFn = ctypes.CFUNCTYPE(c_int32, c_void_p, ctypes.POINTER(FitProgress),
+                         ctypes.POINTER(TrainMetrics))
+
+
+# ---- sources and evaluation (source.h, eval.h) ---------------------------------------------------
+
+class SourceOptions(ctypes.Structure):
+    """``sae_source_options`` (source.h): settings of a source."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("loop", c_int32),
+        ("seed", c_uint64),
+        ("shuffle_buffer_rows", c_int64),
+        ("read_chunk_rows", c_int64),
+        ("raw_d", c_int64),
+        ("tensor_name", c_char_p),
+        ("allocator", c_void_p),
+    ]
+
+
+#: ``sae_source_fn`` (source.h): ``sae_status fn(void *user, int64_t max_rows, float *x,
+#: int64_t ldx, int64_t *rows_out)``.
+SourceFn = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int64, c_void_p, c_int64,
+                            ctypes.POINTER(c_int64))
+
+#: ``SAE_EVAL_DENSITY_BINS``, ``SAE_EVAL_DENSITY_LOG10_MIN``, ``SAE_EVAL_DENSITY_BIN_WIDTH``.
+EVAL_DENSITY_BINS, EVAL_DENSITY_LOG10_MIN, EVAL_DENSITY_BIN_WIDTH = 20, -10.0, 0.5
+
+
+class EvalOptions(ctypes.Structure):
+    """``sae_eval_options`` (eval.h): settings of ``sae_dict_evaluate``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_threads", c_int32),
+        ("max_rows", c_int64),
+        ("block_rows", c_int64),
+        ("dense_threshold", c_double),
+        ("encode_flags", c_uint32),
+        ("reserved", c_uint32),
+        ("allocator", c_void_p),
+    ]
+
+
+class EvalResult(ctypes.Structure):
+    """``sae_eval_result`` (eval.h): what ``sae_dict_evaluate`` measured."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("reserved", c_uint32),
+        ("rows", c_int64),
+        ("d_sae", c_int64),
+        ("mse", c_double),
+        ("fvu", c_double),
+        ("explained_variance", c_double),
+        ("l0", c_double),
+        ("relative_reconstruction_bias", c_double),
+        ("shrinkage", c_double),
+        ("dense_threshold", c_double),
+        ("n_dead", c_int64),
+        ("n_dense", c_int64),
+        ("density_histogram", c_int64 * EVAL_DENSITY_BINS),
+    ]
+
+
 # The C layouts (64-bit targets): a mismatch here means the mirror drifted from the headers.
 # sae_trainer_options and sae_train_metrics grow often: tests/test_trainer.py compares their
 # sizes with the library's at run time instead.
 _EXPECTED_SIZES = {DictConfig: 64, DictWeights: 72, EncoderOptions: 32, LoadOptions: 24,
-                   TensorInfo: 104, SynthOptions: 80}
+                   TensorInfo: 104, SynthOptions: 80, FitOptions: 32, FitProgress: 48,
+                   SourceOptions: 56, EvalOptions: 48, EvalResult: 256}
 if ctypes.sizeof(c_void_p) == 8:
     for _cls, _size in _EXPECTED_SIZES.items():
         assert ctypes.sizeof(_cls) == _size, (_cls.__name__, ctypes.sizeof(_cls), _size)

@@ -8,9 +8,10 @@ import threading
 import numpy as np
 
 from . import _arrays, _structs
-from ._lib import lib, new_handle
+from ._callbacks import CallbackGuard
+from ._lib import ECANCELED, SaeError, fspath_bytes, lib, new_handle
 from .dictionary import Dictionary
-from .synth import Synthetic
+from .source import opened
 
 _KINDS = {name: kind for name, _, kind in _structs.TRAINER_OPTIONS}
 _CTYPES = {name: ctype for name, ctype, _ in _structs.TRAINER_OPTIONS}
@@ -29,6 +30,20 @@ TrainMetrics = dataclasses.make_dataclass(
     (= mse + l1_coefficient * l1 + auxk_coefficient * aux), mse, l1, l1_coefficient, aux, fvu,
     l0 (mean positive codes per row), n_dead, lr (learning rate used), grad_norm (before
     clipping). ``dataclasses.asdict(m)`` gives a dict."""})
+
+_PROGRESS_FIELDS = [(name, ctype) for name, ctype in _structs.FitProgress._fields_
+                    if name != "struct_size"]
+
+FitProgress = dataclasses.make_dataclass(
+    "FitProgress",
+    [(name, float if ctype is ctypes.c_double else int) for name, ctype in _PROGRESS_FIELDS],
+    frozen=True,
+    namespace={"__module__": __name__, "__doc__": """Where a :meth:`Trainer.fit` stands
+    (``sae_fit_progress``, trainer.h); one attribute per C field:
+
+    source_ended (1 once a finite source has run dry), steps_done (steps taken by this fit so
+    far), steps_total (steps it was asked to take), tokens (rows trained on by this fit),
+    elapsed_seconds, tokens_per_second."""})
 
 
 def _integer(name, ctype, value):
@@ -108,6 +123,7 @@ class Trainer:
         with sae.Trainer("topk", d_in=512, d_sae=4096, k=32, preset="sparsify") as t:
             t.fit(activations, steps=1000, batch_size=4096)
             d = t.dictionary()             # a sae.Dictionary: encode, save, ...
+            t.save_checkpoint("run.ckpt")  # sae.Trainer.load_checkpoint("run.ckpt") resumes
 
     Options (``**overrides``) are the fields of ``sae_trainer_options`` by name, e.g.
     ``lr=1e-4, mse="fvu", decoder_constraint="unit_exact", total_steps=10000``:
@@ -164,8 +180,15 @@ class Trainer:
         else:
             raise TypeError("dictionary must be a sae.Dictionary, got %s"
                             % type(dictionary).__name__)
+        self._adopt(handle)
+
+    def _adopt(self, handle):
+        """Take ownership of the ``sae_trainer *`` in ``handle`` (a ``c_void_p``)."""
         self._handle = handle.value
-        self._lock = threading.Lock()
+        # Reentrant: a fit callback may call back into the trainer (dictionary(), a checkpoint)
+        # between steps.
+        self._lock = threading.RLock()
+        self._fitting = False
         self._metrics = _structs.new(_structs.TrainMetrics)
         self._last = None
         resolved = self.options()
@@ -180,9 +203,35 @@ class Trainer:
         """True after :meth:`close`."""
         return self._handle is None
 
+    @classmethod
+    def load_checkpoint(cls, path):
+        """A trainer restored from a checkpoint of :meth:`save_checkpoint`
+        (``sae_trainer_load``): continuing it gives bit-identical results to the run that wrote
+        it, with the thread count saved in it.
+
+        Raises:
+            SaeError: a missing file (code -10), not a checkpoint or malformed (-5), a newer
+                format version (-7), inconsistent shapes (-3) or values (-6), invalid options
+                (-1). Everything is checked before use; the message names the problem.
+        """
+        handle = new_handle()
+        lib.sae_trainer_load(handle, fspath_bytes(path), None)
+        trainer = cls.__new__(cls)
+        trainer._adopt(handle)
+        return trainer
+
+    def save_checkpoint(self, path):
+        """Write the whole training state to ``path`` (``sae_trainer_save``): weights, Adam
+        moments, counters, schedules, activation scale and options, in one safetensors file.
+        Crash-safe: an existing file is replaced only by a complete new one."""
+        with self._lock:
+            lib.sae_trainer_save(self._live(), fspath_bytes(path))
+
     def close(self):
         """Release the trainer. Further calls raise ValueError."""
         with self._lock:
+            if self._fitting:
+                raise RuntimeError("cannot close the trainer from inside its fit callback")
             handle, self._handle = self._handle, None
             if handle:
                 lib.sae_trainer_free(handle)
@@ -297,81 +346,141 @@ class Trainer:
         converted once. A batch with NaN or Inf raises :class:`SaeError` (code -6) and changes
         nothing, unless ``flags=sae.TRAIN_SKIP_NONFINITE`` (then ``metrics.skipped == 1``).
         """
-        x = np.asarray(x)
-        if x.ndim != 2:
-            raise ValueError("x has shape %s, expected (n, %d)" % (x.shape, self._d_in))
-        rows, ld, _ = _arrays.as_rows(x, self._d_in, "x")
+        rows, ld = self._batch(x)
         m = self._metrics
         with self._lock:
             lib.sae_trainer_step(self._live(), rows.shape[0], _arrays.address(rows), ld, m)
             self._last = TrainMetrics(*[getattr(m, name) for name in _METRIC_NAMES])
         return self._last
 
+    def _batch(self, x):
+        """``x`` as (rows, ld) for a C call: an (n, d_in) batch, read in place when it can be."""
+        x = np.asarray(x)
+        if x.ndim != 2:
+            raise ValueError("x has shape %s, expected (n, %d)" % (x.shape, self._d_in))
+        rows, ld, _ = _arrays.as_rows(x, self._d_in, "x")
+        return rows, ld
+
+    def resample(self, x):
+        """Resample the dead features now from the rows of ``x`` (``sae_trainer_resample``,
+        dictionary_learning's resample_neurons; standard SAEs only) and return how many were
+        resampled: each takes a row drawn with probability proportional to its reconstruction
+        error, as encoder column and unit decoder row, with its Adam moments reset."""
+        rows, ld = self._batch(x)
+        count = ctypes.c_int64()
+        with self._lock:
+            lib.sae_trainer_resample(self._live(), rows.shape[0], _arrays.address(rows), ld,
+                                     ctypes.byref(count))
+        return count.value
+
+    def estimate_scale(self, x):
+        """Add the rows of ``x`` to the estimate of the activation scale
+        s = sqrt(d_in) / mean ||x|| (``sae_trainer_estimate_scale``; needs
+        ``activation_scaling="on"`` and no step taken yet) and return the estimate so far.
+        Without it the first step estimates s from its own batch."""
+        rows, ld = self._batch(x)
+        with self._lock:
+            lib.sae_trainer_estimate_scale(self._live(), rows.shape[0], _arrays.address(rows),
+                                           ld)
+        return self.activation_scale
+
+    @property
+    def activation_scale(self):
+        """The scale s the trainer multiplies its batches by: 1.0 when activation scaling is
+        off or s is not known yet. Exported dictionaries have s folded into their weights."""
+        with self._lock:
+            return float(lib.sae_trainer_activation_scale(self._live()))
+
     def fit(self, source, steps, batch_size=4096, callback=None):
-        """Take ``steps`` steps on batches of ``batch_size`` rows from ``source``.
+        """Take ``steps`` steps on batches of ``batch_size`` rows read from ``source``, in C
+        (``sae_trainer_fit``): bit for bit the loop of :meth:`step` calls on the same rows.
 
         Args:
-            source: an (N, d_in) array, read in order from row 0 and looping (a float32 array
-                with contiguous rows is read in place), or a :class:`Synthetic` of dimension
-                d_in, sampled ``batch_size`` rows per step.
-            steps: number of steps (>= 0).
+            source: where the rows come from:
+
+                * an (N, d_in) array, read in order from row 0 on every call and looping
+                  (a float32 array with contiguous rows is read in place);
+                * a :class:`Synthetic` of dimension d_in: its next ``steps * batch_size``
+                  rows;
+                * a file path or a list of them (see :meth:`Source.from_files`), read in
+                  order and looping;
+                * a :class:`Source`, read from where it stands (for shuffling, one pass
+                  only, or to continue across calls). A finite Source that runs dry ends the
+                  fit early, without its last partial batch (``t.steps`` tells how far it
+                  got).
+            steps: number of steps (>= 0); None: up to the trainer's ``total_steps``,
+                counting the steps already taken (so a loaded checkpoint finishes its run).
             batch_size: rows per step (>= 1).
-            callback: called as ``callback(metrics)`` after every step; returning True stops.
+            callback: called as ``callback(progress, metrics)`` after every step, with a
+                :class:`FitProgress` and the step's :class:`TrainMetrics`. A true return value
+                (``True``, any non-zero number, a non-empty object) stops the fit after that
+                step; ``None``, ``False`` or 0 go on. An exception raised by the callback
+                also stops it, and fit re-raises it. Ctrl-C stops after the current step and
+                raises KeyboardInterrupt. The steps taken stay taken in every case; the
+                callback may use the trainer (e.g. :meth:`dictionary`,
+                :meth:`save_checkpoint`), but not close it.
 
         Returns:
-            The :class:`TrainMetrics` of the last step taken (None when ``steps`` is 0).
+            The :class:`TrainMetrics` of the last step taken, or None when none was.
         """
-        steps, batch_size = operator.index(steps), operator.index(batch_size)
-        if steps < 0 or batch_size < 1:
-            raise ValueError("fit needs steps >= 0 and batch_size >= 1 (got %d, %d)"
+        if steps is not None:
+            steps = operator.index(steps)
+        batch_size = operator.index(batch_size)
+        if (steps is not None and steps < 0) or batch_size < 1:
+            raise ValueError("fit needs steps >= 0 and batch_size >= 1 (got %s, %d)"
                              % (steps, batch_size))
-        batches = self._batches(source, batch_size)
-        metrics = None
-        for _ in range(steps):
-            metrics = self.step(next(batches))
-            if callback is not None and callback(metrics):
-                break
-        return metrics
-
-    def _batches(self, source, batch_size):
-        """An endless iterator of (batch_size, d_in) float32 batches of ``source``; the source
-        is checked now, not at the first batch."""
-        d_in = self._d_in
-        if isinstance(source, Synthetic):
-            if source.d != d_in:
-                raise ValueError("the Synthetic source has d = %d, the trainer d_in = %d"
-                                 % (source.d, d_in))
-            return _synthetic_batches(source, np.empty((batch_size, d_in), np.float32))
-        if not isinstance(source, np.ndarray):
-            raise TypeError("source must be a numpy array or a sae.Synthetic, got %s"
-                            % type(source).__name__)
-        if source.ndim != 2 or source.shape[0] == 0:
-            raise ValueError("source has shape %s, expected (N >= 1, %d)"
-                             % (source.shape, d_in))
-        rows, _, _ = _arrays.as_rows(source, d_in, "source")
-        return _array_batches(rows, batch_size)
+        run = _FitRun(callback)
+        options = _structs.new(_structs.FitOptions, steps=steps or 0, batch_size=batch_size,
+                               report_every=1)
+        # A Synthetic is asked for one batch at a time: it advances by the rows trained on.
+        with opened(source, self._d_in, loop=True, read_chunk_rows=batch_size) as src, \
+                src._use(run.guard) as src_handle, self._lock:
+            handle = self._live()
+            if steps == 0:  # C reads 0 as "up to total_steps"
+                return None
+            self._fitting = True
+            try:
+                run.guard.call(lib.sae_trainer_fit, handle, src_handle, options, None, run.fn,
+                               None)
+            except SaeError as exc:
+                if exc.code != ECANCELED or not run.cancelled:
+                    raise
+            finally:
+                self._fitting = False
+                if run.steps_taken:
+                    self._last = run.metrics()
+        return self._last if run.steps_taken else None
 
 
-def _synthetic_batches(synth, buf):
-    """Fresh rows of ``synth`` in ``buf`` for every batch (each consumed before the next)."""
-    while True:
-        yield synth.sample(buf.shape[0], out=buf)
+class _FitRun:
+    """The progress callback of one :meth:`Trainer.fit`: keeps the last step's metrics, calls
+    the user's callback, and stops on its request, its exception or Ctrl-C (_callbacks.py)."""
 
+    def __init__(self, callback):
+        self.callback = callback
+        self.guard = CallbackGuard()
+        self.cancelled = False
+        self.steps_taken = 0
+        self._last = _structs.new(_structs.TrainMetrics)
+        self.fn = _structs.FitFn(self._on_step)
 
-def _array_batches(rows, batch_size):
-    """Rows [pos, pos + batch_size) modulo N, pos advancing by batch_size: a view when the
-    batch does not wrap around, else one gather into a reused buffer."""
-    n = rows.shape[0]
-    offsets = np.arange(batch_size)
-    index = np.empty(batch_size, dtype=np.intp)
-    buf = None
-    pos = 0
-    while True:
-        if pos + batch_size <= n:
-            yield rows[pos:pos + batch_size]
-        else:
-            if buf is None:
-                buf = np.empty((batch_size, rows.shape[1]), dtype=np.float32)
-            np.remainder(offsets + pos, n, out=index)
-            yield np.take(rows, index, axis=0, out=buf)
-        pos = (pos + batch_size) % n
+    def metrics(self):
+        """The :class:`TrainMetrics` of the last step reported."""
+        return TrainMetrics(*[getattr(self._last, name) for name in _METRIC_NAMES])
+
+    def _on_step(self, user, progress, metrics):
+        try:
+            ctypes.memmove(ctypes.addressof(self._last), metrics, ctypes.sizeof(self._last))
+            self.steps_taken = progress.contents.steps_done
+            if self.guard.stopping:
+                return 1
+            if self.callback is None:
+                return 0
+            p = progress.contents
+            stop = self.callback(FitProgress(*[getattr(p, name) for name, _ in
+                                               _PROGRESS_FIELDS]), self.metrics())
+            self.cancelled = bool(stop)
+            return 1 if self.cancelled else 0
+        except BaseException as exc:  # re-raised by the guard after the call
+            self.guard.record(exc)
+            return 1

@@ -180,3 +180,93 @@ def test_bad_arguments(tmp_path, rows):
     expect_error(["eval", out, "--data", nan], "row 7, column 3")
     assert run("train", "--help").returncode == 0
     assert run("eval", "--help").returncode == 0
+
+
+# ---- checkpoints and --resume ------------------------------------------------------------------
+
+def saved_bytes(out):
+    return (out / "sae_weights.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("data", ["synthetic", "shuffled_files"])
+def test_resume_equals_an_uninterrupted_run(tmp_path, rows, data):
+    x, _, shards = rows
+    if data == "synthetic":
+        common = [*SYNTH, "--arch", "topk", "--k", 4, "--d-sae", 32, "--batch", 64]
+    else:  # the rows already trained on are read past through the seeded shuffle buffer
+        common = ["--data", shards, "--raw-d", 16, "--shuffle", 300, "--seed", 5, "--arch",
+                  "standard", "--d-sae", 24, "--preset", "dictionary_learning", "--warmup", 4,
+                  "--l1", "0.3", "--batch", 100]
+    common += ["--threads", 1]
+    ok("train", *common, "--steps", 20, "--out", tmp_path / "straight")
+    ckpt = tmp_path / "run.ckpt"
+    r = ok("train", *common, "--steps", 8, "--checkpoint", ckpt, "--checkpoint-every", 3,
+           "--out", tmp_path / "first")
+    assert "wrote the checkpoint %s (step 8)" % ckpt in r.stdout
+    with sae.Trainer.load_checkpoint(ckpt) as t:  # the CLI's checkpoints load in Python
+        assert t.steps == 8 and t.d_in == 16
+    r = ok("train", *common, "--steps", 20, "--checkpoint", ckpt, "--resume",
+           "--out", tmp_path / "resumed")
+    assert "resumed from %s at step 8" % ckpt in r.stdout and "for 12 steps" in r.stdout
+    assert saved_bytes(tmp_path / "resumed") == saved_bytes(tmp_path / "straight")
+    assert saved_bytes(tmp_path / "first") != saved_bytes(tmp_path / "straight")
+    # Resuming a finished run trains nothing and saves the same SAE again.
+    r = ok("train", *common, "--steps", 20, "--checkpoint", ckpt, "--resume",
+           "--out", tmp_path / "again")
+    assert "nothing to train" in r.stdout
+    assert saved_bytes(tmp_path / "again") == saved_bytes(tmp_path / "straight")
+
+
+def test_resume_without_a_checkpoint_starts_afresh(tmp_path):
+    common = [*SYNTH, "--arch", "topk", "--k", 4, "--d-sae", 32, "--batch", 64, "--threads", 1,
+              "--steps", 6]
+    ok("train", *common, "--out", tmp_path / "plain")
+    r = ok("train", *common, "--checkpoint", tmp_path / "new.ckpt", "--resume",
+           "--out", tmp_path / "fresh")
+    assert "resumed" not in r.stdout and (tmp_path / "new.ckpt").exists()
+    assert saved_bytes(tmp_path / "fresh") == saved_bytes(tmp_path / "plain")
+
+
+def test_checkpoint_errors(tmp_path, rows):
+    _, file, _ = rows
+    ckpt = tmp_path / "run.ckpt"
+    base = [*SYNTH, "--batch", 32, "--threads", 1, "--out", tmp_path / "o"]
+    topk = ["--arch", "topk", "--k", 4, "--d-sae", 32]
+    ok("train", *base, *topk, "--steps", 4, "--checkpoint", ckpt)
+    resume = ["--checkpoint", ckpt, "--resume"]
+    expect_error(["train", *base, *topk, "--steps", 8, "--checkpoint", ckpt],
+                 "exists: give --resume")
+    expect_error(["train", *base, "--arch", "topk", "--k", 4, "--d-sae", 64, "--steps", 8,
+                  *resume], "made with --d-sae 32, this command has --d-sae 64")
+    expect_error(["train", *base, "--arch", "topk", "--k", 3, "--d-sae", 32, "--steps", 8,
+                  *resume], "--k 4, this command has --k 3")
+    expect_error(["train", *base, "--arch", "standard", "--d-sae", 32, "--steps", 8, *resume],
+                 "--arch topk, this command has --arch standard")
+    expect_error(["train", *base, *topk, "--steps", 8, "--seed", 1, *resume], "--seed 0")
+    expect_error(["train", *base, *topk, "--steps", 8, "--lr", "1e-3", *resume], "--lr")
+    narrow = tmp_path / "narrow.safetensors"
+    sae.save_file({"x": np.zeros((64, 8), np.float32)}, narrow)
+    expect_error(["train", "--data", narrow, "--batch", 32, "--out", tmp_path / "o", *topk,
+                  "--steps", 8, *resume], "rows of width 16, this command has rows of width 8")
+    # sparsify decays the learning rate to 0 at --steps: its runs cannot change length.
+    sparsify = tmp_path / "sparsify.ckpt"
+    ok("train", *base, *topk, "--preset", "sparsify", "--warmup", 0, "--steps", 4,
+       "--checkpoint", sparsify)
+    expect_error(["train", *base, *topk, "--preset", "sparsify", "--warmup", 0, "--steps", 8,
+                  "--checkpoint", sparsify, "--resume"], "resume it with --steps 4")
+    # Corrupt or foreign files: a clear error and no output.
+    data = ckpt.read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(data[:len(data) // 3])
+    expect_error(["train", *base, *topk, "--steps", 8, "--checkpoint", tmp_path / "cut.ckpt",
+                  "--resume", "--out", tmp_path / "none"], "cannot resume from this checkpoint")
+    expect_error(["train", *base, *topk, "--steps", 8, "--checkpoint", file, "--resume",
+                  "--out", tmp_path / "none"], "not a libsae trainer checkpoint")
+    assert not (tmp_path / "none").exists()
+    expect_error(["train", *base, *topk, "--steps", 8, "--resume"], "--resume needs --checkpoint",
+                 2)
+    expect_error(["train", *base, *topk, "--steps", 8, "--checkpoint-every", 2],
+                 "--checkpoint-every needs --checkpoint", 2)
+    expect_error(["train", *base, *topk, "--steps", 8, "--checkpoint", ckpt,
+                  "--checkpoint-every", 0], "--checkpoint-every needs a positive integer", 2)
+    expect_error(["train", *base, *topk, "--steps", 8, "--checkpoint",
+                  tmp_path / "no" / "dir" / "c"], "cannot write the checkpoint into")

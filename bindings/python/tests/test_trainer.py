@@ -1,6 +1,6 @@
 """sae.Trainer: the dictionary_learning 3-step oracle runs, step metrics against numpy,
 options (presets, names, explicit zeros, round trip), the struct mirrors against the library,
-fit, export, and errors."""
+export, and errors. Fitting: test_fit.py; checkpoints, resampling, scaling: test_checkpoint.py."""
 
 import ctypes
 import dataclasses
@@ -358,68 +358,6 @@ def test_since_fired():
             t.since_fired = np.zeros(D_SAE)
         with pytest.raises(sae.SaeError, match="negative"):
             t.since_fired = -np.ones(D_SAE, np.int64)
-
-
-# ---- fit -----------------------------------------------------------------------------------------
-
-def test_fit_on_array_reads_rows_in_order_and_loops():
-    x = batch(10, 8)
-    make = lambda: sae.Trainer("topk", d_in=8, d_sae=16, k=2, seed=2, threads=1)
-    seen = []
-    with make() as a, make() as b:
-        last = a.fit(x, steps=4, batch_size=4, callback=seen.append)
-        assert [m.step for m in seen] == [0, 1, 2, 3] and last == seen[-1] == a.metrics()
-        for rows in ([0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 0, 1], [2, 3, 4, 5]):
-            b.step(x[rows])
-        assert same_weights(a.dictionary(), b.dictionary())
-    with make() as a, make() as b:  # batches larger than the data wrap more than once
-        a.fit(x[:, :8].astype(np.float64), steps=1, batch_size=23)
-        b.step(x[np.arange(23) % 10])
-        assert same_weights(a.dictionary(), b.dictionary())
-
-
-def test_fit_on_synthetic_matches_manual_sampling():
-    with sae.Synthetic(d=16, n_features=32, seed=4) as s1, \
-            sae.Synthetic(d=16, n_features=32, seed=4) as s2, \
-            sae.Trainer("topk", d_in=16, d_sae=32, k=3, threads=1) as a, \
-            sae.Trainer("topk", d_in=16, d_sae=32, k=3, threads=1) as b:
-        a.fit(s1, steps=3, batch_size=50)
-        for _ in range(3):
-            b.step(s2.sample(50))
-        assert same_weights(a.dictionary(), b.dictionary())
-
-
-def test_fit_callback_stops_and_zero_steps():
-    with sae.Trainer(d_in=8, d_sae=16) as t:
-        assert t.fit(batch(8, 8), steps=0) is None
-        m = t.fit(batch(8, 8), steps=10, batch_size=2, callback=lambda m: m.step == 2)
-        assert m.step == 2 and t.steps == 3
-
-
-def test_fit_errors():
-    with sae.Trainer(d_in=8, d_sae=16) as t, sae.Synthetic(d=9, n_features=8) as s:
-        with pytest.raises(ValueError, match="d = 9"):
-            t.fit(s, steps=1)
-        with pytest.raises(TypeError, match="numpy array"):
-            t.fit([[0.0] * 8], steps=1)
-        with pytest.raises(ValueError, match="expected"):
-            t.fit(np.zeros((0, 8), np.float32), steps=1)
-        with pytest.raises(ValueError, match="batch_size"):
-            t.fit(batch(4, 8), steps=1, batch_size=0)
-        assert t.steps == 0
-
-
-def test_fit_on_synthetic_lowers_fvu():
-    with sae.Synthetic(d=32, n_features=64, n_active=3, seed=11, threads=1) as data, \
-            sae.Trainer("topk", d_in=32, d_sae=64, k=4, preset="sparsify", warmup_steps=0,
-                        threads=1) as t:
-        held_out = data.sample(2000)
-        with t.dictionary() as d:
-            before = fvu(held_out, d.reconstruct(held_out)[0])
-        last = t.fit(data, steps=150, batch_size=256)
-        with t.dictionary() as d:
-            after = fvu(held_out, d.reconstruct(held_out)[0])
-        assert after < 0.5 * before and last.fvu < 0.5 * before, (before, after, last.fvu)
 
 
 # ---- lifetime ------------------------------------------------------------------------------------
