@@ -8,7 +8,8 @@
  * (@ref encoder), the files of SAELens, sparsify, dictionary_learning and OpenAI (@ref io,
  * @ref safetensors), streams of activations for training and evaluation (@ref source), synthetic
  * ground-truth data and its metrics (@ref synth), training (@ref trainer), evaluation (@ref eval),
- * and the core utilities they build on (@ref core).
+ * language models reached through callback tables (@ref host), and the core utilities they
+ * build on (@ref core).
  */
 #ifndef SAE_SAE_H
 #define SAE_SAE_H
@@ -17,6 +18,7 @@
 #include "dict.h"
 #include "encoder.h"
 #include "eval.h"
+#include "host.h"
 #include "io.h"
 #include "safetensors.h"
 #include "source.h"

@@ -1,0 +1,94 @@
+/*
+ * llama2.h: the llama2.c host — a small static library (not part of libsae) that runs llama2.c
+ * checkpoints (../shared/design/FORMATS.md, "llama2.c checkpoint") and their tokenizers, and
+ * exposes the model to libsae as a `sae_host` with hook points resid_pre.L, attn_out.L,
+ * mlp_out.L and resid_post.L.
+ *
+ * Errors: every fallible call returns a sae_status; the detail is in llama2_last_error()
+ * (per thread). Memory comes from the sae_allocator given at load (NULL: libsae's default).
+ * Thread safety: a model and a tokenizer are read-only after loading and may be shared by
+ * threads (each forward pass allocates its own scratch); a state (KV cache) is used by one
+ * thread at a time.
+ */
+#ifndef LLAMA2_H
+#define LLAMA2_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sae/core.h>
+#include <sae/host.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The 7 int32 of a checkpoint header; vocab_size is always positive here (the sign in the file
+ * only says whether a separate classifier follows). */
+typedef struct llama2_config {
+    int32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len;
+} llama2_config;
+
+typedef struct llama2_model llama2_model;
+typedef struct llama2_state llama2_state;
+typedef struct llama2_tokenizer llama2_tokenizer;
+
+/* Hook kinds; the hook id of (layer L, kind k) is 4 L + k, in the order they run. */
+enum llama2_hook_kind {
+    LLAMA2_HOOK_RESID_PRE = 0,
+    LLAMA2_HOOK_ATTN_OUT = 1,
+    LLAMA2_HOOK_MLP_OUT = 2,
+    LLAMA2_HOOK_RESID_POST = 3
+};
+
+/* Message of the last failed llama2_* call on this thread ("" if none). */
+const char *llama2_last_error(void);
+
+/* Load a checkpoint. Its size must be exactly what the header implies (with or without the
+ * separate classifier), and the dimensions possible (positive, heads dividing dim, n_kv_heads
+ * dividing n_heads, even head size): otherwise SAE_EFORMAT. SAE_EIO if it cannot be read. */
+sae_status llama2_model_load(llama2_model **out, const char *path, const sae_allocator *allocator);
+void llama2_model_free(llama2_model *m);
+const llama2_config *llama2_model_config(const llama2_model *m);
+
+/* Causal forward over whole sequences. tokens: (n_seq, seq_len), ids in [0, vocab);
+ * 1 <= seq_len <= config seq_len. logits: (n_seq, seq_len, vocab) or NULL. hook (or NULL) is
+ * called at every hook point with the (n_seq · seq_len, dim) activations. */
+sae_status llama2_model_forward(llama2_model *m, const int32_t *tokens, int64_t n_seq,
+                                int64_t seq_len, float *logits, sae_hook_fn hook,
+                                void *hook_user);
+
+/* The model as a libsae host (borrowed: the model must outlive the table). No backward yet. */
+void llama2_model_host(llama2_model *m, sae_host *out);
+
+/* Token-by-token generation with a KV cache: each step runs `token` at the next position (0,
+ * 1, ...) and writes its logits (vocab). Hooks see (1, dim) buffers. */
+sae_status llama2_state_create(llama2_state **out, const llama2_model *m);
+void llama2_state_free(llama2_state *s);
+void llama2_state_reset(llama2_state *s);
+sae_status llama2_state_step(llama2_state *s, int32_t token, float *logits, sae_hook_fn hook,
+                             void *hook_user);
+
+/* Load a tokenizer of `vocab_size` tokens (the model's). SAE_EFORMAT on a truncated file, an
+ * impossible length or trailing bytes. */
+sae_status llama2_tokenizer_load(llama2_tokenizer **out, const char *path, int32_t vocab_size,
+                                 const sae_allocator *allocator);
+void llama2_tokenizer_free(llama2_tokenizer *t);
+
+/* Encode UTF-8 text as llama2.c run.c does: optional BOS (1), a dummy-prefix space when the text
+ * is not empty, code points that are tokens else their bytes as <0xNN> tokens, then the
+ * highest-scoring merges of adjacent pairs until none applies; optional EOS (2).
+ * tokens: room for `cap` ids (strlen(text) + 3 always suffices). SAE_ERANGE if cap is short. */
+sae_status llama2_tokenizer_encode(const llama2_tokenizer *t, const char *text, int bos, int eos,
+                                   int32_t *tokens, int64_t cap, int64_t *n_out);
+
+/* The text of `token` following `prev`, as run.c prints it: byte tokens <0xNN> give that byte,
+ * and after BOS a leading space is dropped. Borrowed from t. NULL for an id
+ * out of range. */
+const char *llama2_tokenizer_piece(const llama2_tokenizer *t, int32_t prev, int32_t token);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LLAMA2_H */

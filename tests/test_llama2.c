@@ -1,0 +1,392 @@
+/* test_llama2.c: the llama2.c host (examples/llama2) and the sae_host interface: greedy text of
+ * stories260K, batched forward against KV-cache steps, hook points through sae_host_forward,
+ * tokenizer round trips with byte fallback, and malformed checkpoints and tokenizers. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llama2.h"
+#include "test_util.h"
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+static llama2_model *load_model(void)
+{
+    llama2_model *m = NULL;
+    sae_status s = llama2_model_load(&m, shared_path("data/stories260K.bin"), test_allocator());
+    if (s != SAE_OK)
+        fail_msg("llama2_model_load: %s", llama2_last_error());
+    return m;
+}
+
+static llama2_tokenizer *load_tokenizer(void)
+{
+    llama2_tokenizer *t = NULL;
+    sae_status s = llama2_tokenizer_load(&t, shared_path("data/tok512.bin"), 512, test_allocator());
+    if (s != SAE_OK)
+        fail_msg("llama2_tokenizer_load: %s", llama2_last_error());
+    return t;
+}
+
+/* The whole file (test_malloc'd), its size in *size. */
+static char *read_file(const char *path, long *size)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = test_malloc((size_t)*size + 1);
+    assert_int_equal(fread(buf, 1, (size_t)*size, f), (size_t)*size);
+    buf[*size] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static const char *write_file(const char *name, const void *data, long size)
+{
+    const char *path = tmp_path(name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    return path;
+}
+
+static int32_t argmax(const float *x, int64_t n)
+{
+    int32_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = (int32_t)i;
+    return best;
+}
+
+/* decode(tokens[1..n)) as run.c prints it, into text (room for cap bytes). */
+static void decode(const llama2_tokenizer *t, const int32_t *tokens, int64_t n, char *text,
+                   size_t cap)
+{
+    text[0] = '\0';
+    for (int64_t i = 1; i < n; i++) {
+        const char *p = llama2_tokenizer_piece(t, tokens[i - 1], tokens[i]);
+        assert_non_null(p);
+        assert_true(strlen(text) + strlen(p) < cap);
+        strcat(text, p);
+    }
+}
+
+/* ---- generation ------------------------------------------------------------------------------ */
+
+/* Greedy decoding from BOS as `run stories260K.bin -z tok512.bin -t 0.0` (256 steps, stop at
+ * BOS) reproduces the text of ../shared/data/stories260K.md. */
+static void test_greedy_text(void **state)
+{
+    long md_size;
+    char *md = read_file(shared_path("data/stories260K.md"), &md_size);
+    const char *cmd = "-z stories260K/tok512.bin -t 0.0\n";
+    char *begin = strstr(md, cmd);
+    assert_non_null(begin);
+    begin += strlen(cmd);
+    char *end = strstr(begin, "\n```");
+    assert_non_null(end);
+    *end = '\0'; /* drop the newline run.c prints after the last token */
+
+    llama2_model *m = load_model();
+    llama2_tokenizer *t = load_tokenizer();
+    llama2_state *st = NULL;
+    assert_int_equal(llama2_state_create(&st, m), SAE_OK);
+    float *logits = test_malloc(512 * sizeof(float));
+    char *text = test_calloc(1, 8192);
+    int32_t token = 1;
+    for (int pos = 0; pos < 256; pos++) {
+        assert_int_equal(llama2_state_step(st, token, logits, NULL, NULL), SAE_OK);
+        int32_t next = argmax(logits, 512);
+        if (next == 1)
+            break;
+        strcat(text, llama2_tokenizer_piece(t, token, next));
+        token = next;
+    }
+    assert_string_equal(text, begin);
+
+    test_free(text);
+    test_free(logits);
+    test_free(md);
+    llama2_state_free(st);
+    llama2_tokenizer_free(t);
+    llama2_model_free(m);
+}
+
+/* The batched forward over two whole sequences gives the logits of token-by-token steps. */
+static void test_batch_equals_steps(void **state)
+{
+    llama2_model *m = load_model();
+    llama2_tokenizer *t = load_tokenizer();
+    enum { T = 24 };
+    const char *texts[2] = {"Once upon a time, there was a big dog. He liked to run and jump.",
+                            "Tom and Sue went to the park to play with a red ball today."};
+    int32_t tokens[2 * T], buf[128];
+    for (int s = 0; s < 2; s++) {
+        int64_t n;
+        assert_int_equal(llama2_tokenizer_encode(t, texts[s], 1, 0, buf, 128, &n), SAE_OK);
+        assert_true(n >= T);
+        memcpy(tokens + s * T, buf, T * sizeof(int32_t));
+    }
+    float *batched = test_malloc(2 * T * 512 * sizeof(float));
+    float *stepped = test_malloc(2 * T * 512 * sizeof(float));
+    assert_int_equal(llama2_model_forward(m, tokens, 2, T, batched, NULL, NULL), SAE_OK);
+    llama2_state *st = NULL;
+    assert_int_equal(llama2_state_create(&st, m), SAE_OK);
+    for (int s = 0; s < 2; s++) {
+        llama2_state_reset(st);
+        for (int i = 0; i < T; i++)
+            assert_int_equal(llama2_state_step(st, tokens[s * T + i], stepped + (s * T + i) * 512,
+                                               NULL, NULL), SAE_OK);
+    }
+    assert_close_f32(batched, stepped, 2 * T * 512, 1e-5, 1e-5, "batched vs KV-cache logits");
+    /* The second sequence alone gives the same logits as in the batch. */
+    assert_int_equal(llama2_model_forward(m, tokens + T, 1, T, stepped, NULL, NULL), SAE_OK);
+    assert_close_f32(batched + T * 512, stepped, T * 512, 1e-6, 1e-6, "batch row independence");
+
+    test_free(batched);
+    test_free(stepped);
+    llama2_state_free(st);
+    llama2_tokenizer_free(t);
+    llama2_model_free(m);
+}
+
+/* ---- the host interface ---------------------------------------------------------------------- */
+
+typedef struct {
+    int32_t calls;        /* hook calls so far */
+    int64_t n, d;         /* shape seen */
+    float *saved;         /* (20, n, d) the activations at every hook */
+    int32_t cancel_at;    /* return SAE_ECANCELED at this hook id (-1: never) */
+    int32_t add_at;       /* add 1 to every value at this hook id (-1: never) */
+} recorder;
+
+static sae_status record(void *user, int32_t hook_id, float *x, int64_t n, int64_t ld)
+{
+    recorder *r = user;
+    assert_int_equal(hook_id, r->calls); /* hook points come in the order they run */
+    assert_int_equal(n, r->n);
+    assert_int_equal(ld, r->d);
+    r->calls++;
+    if (hook_id == r->cancel_at)
+        return SAE_ECANCELED;
+    if (hook_id == r->add_at)
+        for (int64_t i = 0; i < n * ld; i++)
+            x[i] += 1.0f;
+    memcpy(r->saved + hook_id * n * r->d, x, (size_t)(n * r->d) * sizeof(float));
+    return SAE_OK;
+}
+
+static void test_host_hooks(void **state)
+{
+    llama2_model *m = load_model();
+    sae_host host;
+    llama2_model_host(m, &host);
+    assert_sae_ok(sae_host_check(&host));
+    assert_int_equal(host.n_hooks, 20);
+    assert_int_equal(host.d_model, 64);
+    int32_t id = -5;
+    assert_sae_ok(sae_host_find_hook(&id, &host, "resid_post.4"));
+    assert_int_equal(id, 19);
+    assert_sae_ok(sae_host_find_hook(&id, &host, "attn_out.2"));
+    assert_int_equal(id, 9);
+    assert_int_equal(sae_host_find_hook(&id, &host, "mlp_out.5"), SAE_ENOTFOUND);
+    assert_int_equal(id, -1);
+    assert_non_null(strstr(sae_last_error(), "resid_pre.0"));
+
+    enum { S = 2, T = 7, V = 512, D = 64 };
+    int32_t tokens[S * T] = {1, 403, 261, 378, 300, 271, 407, 1, 5, 259, 100, 511, 0, 2};
+    recorder r = {0, S * T, D, test_malloc(20 * S * T * D * sizeof(float)), -1, -1};
+    float *clean = test_malloc(S * T * V * sizeof(float));
+    float *patched = test_malloc(S * T * V * sizeof(float));
+    assert_sae_ok(sae_host_forward(&host, tokens, S, T, clean, record, &r));
+    assert_int_equal(r.calls, 20);
+    /* resid_post.L = resid_pre.L + attn_out.L + mlp_out.L, and resid_pre.L+1 = resid_post.L. */
+    float *sum = test_malloc(S * T * D * sizeof(float));
+    for (int l = 0; l < 5; l++) {
+        const float *pre = r.saved + (4 * l) * S * T * D, *att = pre + S * T * D;
+        const float *mlp = att + S * T * D, *post = mlp + S * T * D;
+        for (int i = 0; i < S * T * D; i++)
+            sum[i] = pre[i] + att[i] + mlp[i];
+        assert_close_f32(post, sum, S * T * D, 1e-6, 1e-6, "resid_post = pre + attn + mlp");
+        if (l < 4)
+            assert_memory_equal(post, post + S * T * D, S * T * D * sizeof(float));
+    }
+    /* A patch at mlp_out.2 changes the logits; without hooks the logits are the clean ones. */
+    r.calls = 0;
+    r.add_at = 10;
+    assert_sae_ok(sae_host_forward(&host, tokens, S, T, patched, record, &r));
+    double diff = 0;
+    for (int i = 0; i < S * T * V; i++)
+        diff += (patched[i] - clean[i]) * (patched[i] - clean[i]);
+    assert_true(diff > 1e-3);
+    assert_sae_ok(sae_host_forward(&host, tokens, S, T, patched, NULL, NULL));
+    assert_memory_equal(patched, clean, S * T * V * sizeof(float));
+    /* A hook's error stops the pass and comes back unchanged. */
+    r.calls = 0;
+    r.cancel_at = 6;
+    assert_int_equal(sae_host_forward(&host, tokens, S, T, patched, record, &r), SAE_ECANCELED);
+    assert_int_equal(r.calls, 7);
+
+    /* Arguments are checked before the host runs. */
+    tokens[3] = 512;
+    assert_int_equal(sae_host_forward(&host, tokens, S, T, clean, NULL, NULL), SAE_ERANGE);
+    tokens[3] = 378;
+    assert_int_equal(sae_host_forward(&host, tokens, 1, 513, clean, NULL, NULL), SAE_ESHAPE);
+    assert_int_equal(sae_host_forward(&host, tokens, 0, T, clean, NULL, NULL), SAE_ESHAPE);
+    assert_int_equal(sae_host_backward(&host, S, T, clean, NULL, NULL), SAE_EUNSUPPORTED);
+
+    /* Bad tables. */
+    sae_host bad = host;
+    bad.forward = NULL;
+    assert_int_equal(sae_host_check(&bad), SAE_EINVAL);
+    bad = host;
+    bad.struct_size = 0;
+    assert_int_equal(sae_host_check(&bad), SAE_EINVAL);
+    bad = host;
+    bad.d_model = 0;
+    assert_int_equal(sae_host_check(&bad), SAE_EINVAL);
+    const char *dup[3] = {"resid_pre.0", "attn_out.0", "resid_pre.0"};
+    bad = host;
+    bad.n_hooks = 3;
+    bad.hook_names = dup;
+    assert_int_equal(sae_host_check(&bad), SAE_EINVAL);
+    assert_non_null(strstr(sae_last_error(), "resid_pre.0"));
+    assert_int_equal(sae_host_check(NULL), SAE_EINVAL);
+
+    test_free(sum);
+    test_free(r.saved);
+    test_free(clean);
+    test_free(patched);
+    llama2_model_free(m);
+}
+
+/* ---- tokenizer ------------------------------------------------------------------------------- */
+
+static void test_tokenizer_round_trip(void **state)
+{
+    llama2_tokenizer *t = load_tokenizer();
+    const char *texts[] = {
+        "Once upon a time, there was a little girl named Lily.",
+        "She said, \"I want to play!\"\nThe end.",
+        "caf\xc3\xa9 \xe2\x98\x83 na\xc3\xafve \x01\x7f zebra-quux 12345",
+        "  leading and trailing spaces  ",
+    };
+    int32_t tokens[256];
+    char text[1024];
+    for (size_t k = 0; k < sizeof texts / sizeof *texts; k++) {
+        int64_t n = 0;
+        assert_int_equal(llama2_tokenizer_encode(t, texts[k], 1, 0, tokens, 256, &n), SAE_OK);
+        assert_true(n > 1 && tokens[0] == 1);
+        for (int64_t i = 0; i < n; i++)
+            assert_true(tokens[i] >= 0 && tokens[i] < 512);
+        decode(t, tokens, n, text, sizeof text);
+        assert_string_equal(text, texts[k]);
+    }
+    /* The snowman has no token: its three bytes are the byte-fallback tokens <0xE2><0x98><0x83>. */
+    int64_t n = 0;
+    assert_int_equal(llama2_tokenizer_encode(t, "\xe2\x98\x83", 0, 1, tokens, 256, &n), SAE_OK);
+    assert_int_equal(n, 5);
+    assert_int_equal(tokens[1], 0xE2 + 3);
+    assert_int_equal(tokens[2], 0x98 + 3);
+    assert_int_equal(tokens[3], 0x83 + 3);
+    assert_int_equal(tokens[4], 2);
+    assert_string_equal(llama2_tokenizer_piece(t, 5, 0xE2 + 3), "\xe2");
+    /* Merges: common words are single tokens, far fewer than bytes. */
+    assert_int_equal(llama2_tokenizer_encode(t, texts[0], 1, 0, tokens, 256, &n), SAE_OK);
+    assert_true(n < (int64_t)strlen(texts[0]) / 2);
+    /* Empty text with BOS is just BOS; a short array is an error, not an overflow. */
+    assert_int_equal(llama2_tokenizer_encode(t, "", 1, 0, tokens, 256, &n), SAE_OK);
+    assert_int_equal(n, 1);
+    assert_int_equal(llama2_tokenizer_encode(t, texts[2], 1, 0, tokens, 4, &n), SAE_ERANGE);
+    assert_int_equal(n, 0);
+    assert_null(llama2_tokenizer_piece(t, 1, 512));
+    assert_null(llama2_tokenizer_piece(t, 1, -1));
+    llama2_tokenizer_free(t);
+}
+
+/* ---- malformed files ------------------------------------------------------------------------- */
+
+static sae_status try_model(const char *name, const void *data, long size)
+{
+    llama2_model *m = (llama2_model *)&m;
+    sae_status s = llama2_model_load(&m, write_file(name, data, size), test_allocator());
+    assert_null(m);
+    assert_true(llama2_last_error()[0] != '\0');
+    return s;
+}
+
+static void test_bad_checkpoint(void **state)
+{
+    long size;
+    char *good = read_file(shared_path("data/stories260K.bin"), &size);
+    char *bad = test_malloc((size_t)size + 64);
+    assert_int_equal(try_model("l2_short.bin", good, 20), SAE_EFORMAT);
+    assert_int_equal(try_model("l2_trunc.bin", good, size - 4), SAE_EFORMAT);
+    memcpy(bad, good, (size_t)size);
+    memset(bad + size, 0, 64);
+    assert_int_equal(try_model("l2_long.bin", bad, size + 4), SAE_EFORMAT);
+    /* A negative vocab size announces a classifier that is not there. */
+    int32_t *h = (int32_t *)bad;
+    h[5] = -512;
+    assert_int_equal(try_model("l2_cls.bin", bad, size), SAE_EFORMAT);
+    /* Impossible dimensions: heads not dividing dim, kv heads not dividing heads, zero, huge. */
+    const int32_t cases[][2] = {{3, 7}, {4, 3}, {0, 0}, {2, -1}, {1, 0x7fffffff}, {2, 0x7fffffff}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        memcpy(bad, good, (size_t)size);
+        h[cases[k][0]] = cases[k][1];
+        assert_int_equal(try_model("l2_dims.bin", bad, size), SAE_EFORMAT);
+    }
+    llama2_model *m = NULL;
+    assert_int_equal(llama2_model_load(&m, tmp_path("l2_missing.bin"), test_allocator()),
+                     SAE_EIO);
+    test_free(bad);
+    test_free(good);
+}
+
+static sae_status try_tokenizer(const char *name, const void *data, long size, int32_t vocab)
+{
+    llama2_tokenizer *t = (llama2_tokenizer *)&t;
+    sae_status s = llama2_tokenizer_load(&t, write_file(name, data, size), vocab,
+                                         test_allocator());
+    assert_null(t);
+    return s;
+}
+
+static void test_bad_tokenizer(void **state)
+{
+    long size;
+    char *good = read_file(shared_path("data/tok512.bin"), &size);
+    assert_int_equal(try_tokenizer("l2_tok_short.bin", good, 2, 512), SAE_EFORMAT);
+    assert_int_equal(try_tokenizer("l2_tok_trunc.bin", good, size - 1, 512), SAE_EFORMAT);
+    assert_int_equal(try_tokenizer("l2_tok_vocab.bin", good, size, 511), SAE_EFORMAT);
+    assert_int_equal(try_tokenizer("l2_tok_vocab.bin", good, size, 513), SAE_EFORMAT);
+    assert_int_equal(try_tokenizer("l2_tok_vocab.bin", good, size, 100), SAE_EINVAL);
+    /* The length of token 0 (after max_token_length and its score) made negative, then huge. */
+    char *bad = test_malloc((size_t)size);
+    memcpy(bad, good, (size_t)size);
+    int32_t len = -1;
+    memcpy(bad + 8, &len, 4);
+    assert_int_equal(try_tokenizer("l2_tok_len.bin", bad, size, 512), SAE_EFORMAT);
+    len = 1 << 30;
+    memcpy(bad + 8, &len, 4);
+    assert_int_equal(try_tokenizer("l2_tok_len.bin", bad, size, 512), SAE_EFORMAT);
+    test_free(bad);
+    test_free(good);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy_text),
+        cmocka_unit_test(test_batch_equals_steps),
+        cmocka_unit_test(test_host_hooks),
+        cmocka_unit_test(test_tokenizer_round_trip),
+        cmocka_unit_test(test_bad_checkpoint),
+        cmocka_unit_test(test_bad_tokenizer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
