@@ -362,7 +362,7 @@ static void test_resample_options(void **state)
     sae_trainer *t = NULL;
     o.dead_rule = 5;
     assert_int_equal(sae_trainer_create(&t, &o), SAE_EINVAL);
-    o.dead_rule = 0, o.reserved = 1;
+    o.dead_rule = 0, o.activation_scaling = 3;
     assert_int_equal(sae_trainer_create(&t, &o), SAE_EINVAL);
 }
 

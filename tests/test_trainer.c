@@ -277,10 +277,10 @@ static sae_train_metrics check_grads(sae_trainer *t, const char *file, const cha
     const int64_t D = t->cfg.d_in, F = t->cfg.F;
     int64_t nx = 0;
     float *x = load(file, x_name, &nx);
-    sae__grad_out out = {test_malloc(sizeof(float) * (size_t)(D * F)),
-                         test_malloc(sizeof(float) * (size_t)F),
-                         test_malloc(sizeof(float) * (size_t)(D * F)),
-                         test_malloc(sizeof(float) * (size_t)D)};
+    sae__grad_out out = {.W_enc = test_malloc(sizeof(float) * (size_t)(D * F)),
+                         .b_enc = test_malloc(sizeof(float) * (size_t)F),
+                         .W_dec = test_malloc(sizeof(float) * (size_t)(D * F)),
+                         .b_dec = test_malloc(sizeof(float) * (size_t)D)};
     sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
     assert_sae_ok(sae__trainer_loss_and_grad(t, nx / D, x, D, &m, &out));
     check_tensor(out.W_enc, file, g.W_enc, g.enc_linear, GRAD_ATOL, GRAD_RTOL);
@@ -916,7 +916,7 @@ static void test_option_validation(void **state)
         sae_trainer_options o;
     } cases[] = {
         {"unknown arch", SAE_EINVAL, {.arch = 9, .d_in = 8, .d_sae = 16}},
-        {"batchtopk", SAE_EUNSUPPORTED, {.arch = SAE_ARCH_BATCHTOPK, .d_in = 8, .d_sae = 16, .k = 2}},
+        {"batchtopk k 0", SAE_EINVAL, {.arch = SAE_ARCH_BATCHTOPK, .d_in = 8, .d_sae = 16}},
         {"d_in 0", SAE_EINVAL, {.d_in = 0, .d_sae = 16}},
         {"topk k 0", SAE_EINVAL, {.arch = SAE_ARCH_TOPK, .d_in = 8, .d_sae = 16}},
         {"topk k > F", SAE_EINVAL, {.arch = SAE_ARCH_TOPK, .d_in = 8, .d_sae = 16, .k = 17}},

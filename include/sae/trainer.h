@@ -1,6 +1,6 @@
 /**
  * @file trainer.h
- * @brief `sae_trainer`: train standard (ReLU + L1) and TopK SAEs with Adam.
+ * @brief `sae_trainer`: train standard, TopK, BatchTopK, JumpReLU and Gated SAEs with Adam.
  *
  * @defgroup trainer Training
  * @brief Optimiser state, loss recipe, schedules and dead-feature tracking (MATH.md, "Training
@@ -8,13 +8,28 @@
  *
  * One call to sae_trainer_step() is one optimiser step on one batch:
  *   1. at the first step, b_dec from the batch (zero / mean / geometric median);
- *   2. forward: x' = x - b_dec, pre = x' W_enc + b_enc, codes, x_hat = f W_dec + b_dec;
- *   3. loss = reconstruction + l1_coefficient * warm-up * L1 (standard)
- *             + auxk_coefficient * AuxK (TopK, dead features);
- *   4. gradients (TopK: sparse, O(B k d_in) besides the encoder product);
+ *   2. forward: x' = x - b_dec (or x, see @ref sae_trainer_options.b_dec_input),
+ *      pre = x' W_enc + b_enc, codes f, x_hat = f W_dec + b_dec;
+ *   3. loss = reconstruction + l1_coefficient * warm-up * sparsity + the architecture's
+ *      auxiliary term:
+ *      - standard: f = ReLU(pre), sparsity = L1 (::sae_l1_variant);
+ *      - TopK: the k largest codes of each row, + auxk_coefficient * AuxK (dead features);
+ *      - BatchTopK: the k * n largest codes of the whole batch of n rows, + AuxK; an inference
+ *        threshold follows the smallest kept code (::sae_batchtopk_threshold) and the trained
+ *        SAE is exported as a JumpReLU one;
+ *      - JumpReLU: f = pre * H(pre - theta) with a trained threshold theta per feature, sparsity
+ *        = an L0 (::sae_jumprelu_sparsity) differentiated through theta with a rectangle kernel
+ *        of width jumprelu_bandwidth (straight-through estimator);
+ *      - Gated: f = H(pi_gate) ReLU(pi_mag), pi_gate = x' W_enc + b_gate, pi_mag =
+ *        x' (W_enc exp(r_mag)) + b_mag, sparsity = L1 of ReLU(pi_gate), + auxk_coefficient *
+ *        mean_b ||ReLU(pi_gate) W_dec + b_dec - x||^2 (::sae_gated_aux);
+ *   4. gradients (TopK, BatchTopK, JumpReLU: sparse, proportional to the kept codes besides the
+ *      encoder product);
  *   5. decoder constraint: remove from each decoder row's gradient its component along the row;
- *   6. gradient clipping by global norm; 7. Adam (torch semantics); 8. renormalise decoder rows;
- *   9. dead-feature counters, the learning-rate and L1 schedules advance;
+ *   6. gradient clipping by global norm; 7. Adam (torch semantics) over every parameter
+ *      (JumpReLU's threshold, Gated's r_mag and b_mag included); 8. renormalise decoder rows;
+ *   9. dead-feature counters, the inference threshold, the learning-rate and sparsity schedules
+ *      advance;
  *   10. every resample_steps steps, dead features are resampled (sae_trainer_resample()).
  * With activation scaling the step trains on s x instead of x (sae_trainer_estimate_scale()).
  * sae_trainer_save() and sae_trainer_load() checkpoint the whole state: a resumed run continues
@@ -45,7 +60,9 @@ typedef struct sae_trainer sae_trainer;
 /** @brief Which library's defaults fill the fields left at zero. */
 typedef enum sae_preset {
     SAE_PRESET_SAELENS = 0,             /**< SAELens v6 (default). */
-    SAE_PRESET_DICTIONARY_LEARNING = 1, /**< dictionary_learning StandardTrainer / TopKTrainer. */
+    /** dictionary_learning StandardTrainer, TopKTrainer, BatchTopKTrainer, JumpReluTrainer,
+     *  GatedSAETrainer. */
+    SAE_PRESET_DICTIONARY_LEARNING = 1,
     SAE_PRESET_SPARSIFY = 2             /**< EleutherAI sparsify with its Adam optimiser (TopK only). */
 } sae_preset;
 
@@ -162,15 +179,67 @@ typedef enum sae_weight_init {
     SAE_INIT_NORMAL_TIED = 2,
     /** W_enc entries uniform in +-1/sqrt(d_in); decoder rows = encoder columns scaled to norm
      *  decoder_init_norm (sparsify). */
-    SAE_INIT_SPARSIFY = 3
+    SAE_INIT_SPARSIFY = 3,
+    /** W_enc entries uniform in +-1/sqrt(d_in) (nn.Linear's default); decoder rows drawn
+     *  independently, normal entries scaled to norm decoder_init_norm (dictionary_learning
+     *  GatedAutoEncoder). */
+    SAE_INIT_UNTIED = 4
 } sae_weight_init;
 
-/** @brief Order of ReLU and top-k selection while training. */
+/** @brief Order of ReLU and top-k selection while training (TopK, BatchTopK). */
 typedef enum sae_topk_relu {
     SAE_TOPK_RELU_PRESET = 0, /**< The preset decides. */
     SAE_TOPK_RELU_FIRST = 1,  /**< ReLU, then top-k (dictionary_learning, sparsify). */
     SAE_TOPK_RELU_AFTER = 2   /**< Top-k, then ReLU on the kept values (SAELens, OpenAI). */
 } sae_topk_relu;
+
+/**
+ * @brief JumpReLU sparsity term S (scaled by @ref sae_trainer_options.l1_coefficient).
+ *
+ * H is the step function, theta_j the feature's threshold, pre the pre-activations, f the
+ * codes. Every H is differentiated through theta only, with the rectangle kernel of width
+ * eps = jumprelu_bandwidth: dH(v - theta)/dtheta = -(1/eps) [|v - theta| < eps/2]; the codes
+ * f = pre H(pre - theta) likewise give dtheta -(theta/eps) [|pre - theta| < eps/2] dL/df.
+ * (SAELens' optional pre-activation loss on dead features, pre_act_loss_coefficient, off by
+ * default, is not implemented.)
+ */
+typedef enum sae_jumprelu_sparsity {
+    SAE_JUMPRELU_PRESET = 0,     /**< The preset decides. */
+    /** S = mean_b sum_j H(pre_bj - theta_j) (SAELens "step", DeepMind). */
+    SAE_JUMPRELU_STEP = 1,
+    /** S = mean_b sum_j tanh(c f_bj ||d_j||), c = jumprelu_tanh_scale (SAELens "tanh",
+     *  Anthropic). */
+    SAE_JUMPRELU_TANH = 2,
+    /** S = (L0 / target_l0 - 1)^2 with L0 = mean_b sum_j H(f_bj - theta_j): the step of the
+     *  codes, not of the pre-activations (dictionary_learning JumpReluTrainer). */
+    SAE_JUMPRELU_TARGET_L0 = 3
+} sae_jumprelu_sparsity;
+
+/** @brief Gated: which decoder the auxiliary reconstruction ReLU(pi_gate) W_dec + b_dec uses. */
+typedef enum sae_gated_aux {
+    SAE_GATED_AUX_PRESET = 0,   /**< The preset decides. */
+    SAE_GATED_AUX_ATTACHED = 1, /**< W_dec and b_dec receive its gradient (SAELens). */
+    SAE_GATED_AUX_DETACHED = 2  /**< W_dec and b_dec are constants in it (dictionary_learning). */
+} sae_gated_aux;
+
+/**
+ * @brief BatchTopK: how the inference threshold theta follows m, the smallest positive kept
+ *        code of each batch (with rescaling: of the rescaled codes).
+ *
+ * The exported JumpReLU dictionary has theta in every feature (-1 before the first update:
+ * then it is plain ReLU, as dictionary_learning's BatchTopKSAE with an unset threshold).
+ */
+typedef enum sae_batchtopk_threshold {
+    SAE_BATCHTOPK_THRESHOLD_PRESET = 0, /**< The preset decides. */
+    /** theta starts at 0 and every step theta = beta theta + (1 - beta) m; a batch without a
+     *  positive code leaves it (SAELens, beta = 1 - topk_threshold_lr). threshold_start_step
+     *  is not used. */
+    SAE_BATCHTOPK_THRESHOLD_SAELENS = 1,
+    /** At the steps after threshold_start_step: the first sets theta = m, the next
+     *  theta = beta theta + (1 - beta) m, with m = 0 for a batch without a positive code
+     *  (dictionary_learning). */
+    SAE_BATCHTOPK_THRESHOLD_DICTIONARY_LEARNING = 2
+} sae_batchtopk_threshold;
 
 /** @brief Bits of @ref sae_trainer_options.flags. */
 enum sae_trainer_flag {
@@ -183,35 +252,54 @@ enum sae_trainer_flag {
  * @brief Settings of a trainer, fixed at creation. Initialise with ::SAE_TRAINER_OPTIONS_INIT.
  *
  * Zero in any field means "the preset's value" (see ::sae_preset); fields documented with
- * ::SAE_TRAIN_OFF take a negative value for an explicit zero. Preset values:
+ * ::SAE_TRAIN_OFF take a negative value for an explicit zero. Fields that do not concern the
+ * architecture are resolved but not used. Preset values (std = standard, bt = BatchTopK,
+ * jr = JumpReLU; "DL" = dictionary_learning, whose trainer per architecture sets its own
+ * defaults; sparsify trains TopK only):
  *
  * | field | SAELens | dictionary_learning | sparsify |
  * |---|---|---|---|
- * | lr | 3e-4 | standard 1e-3; TopK 2e-4/sqrt(d_sae/2^14) | 2e-4/sqrt(d_sae/2^14) |
- * | beta1, beta2, adam_eps | 0.9, 0.999, 1e-8 | same | same |
- * | clip_norm | 1.0 | standard off; TopK 1.0 | off |
+ * | lr | 3e-4 | std 1e-3; TopK, bt 2e-4/sqrt(d_sae/2^14); jr 7e-5; Gated 5e-5 | 2e-4/sqrt(d_sae/2^14) |
+ * | beta1, beta2, adam_eps | 0.9, 0.999, 1e-8 | 0.9 (jr, Gated: off), 0.999, 1e-8 | 0.9, 0.999, 1e-8 |
+ * | clip_norm | 1.0 | std, Gated off; TopK, bt, jr 1.0 | off |
  * | lr_warmup, warmup_steps | SAELENS, 0 | FROM_ZERO, 1000 | FROM_ZERO, 1000 |
  * | decay_steps | 0 | 0 | total_steps - warmup_steps (0 if total_steps is 0) |
  * | lr_end (cosine) | lr / 10 | lr / 10 | lr / 10 |
  * | mse | SUM | SUM | FVU |
- * | l1, l1_coefficient, l1_warmup_steps | DECODER_NORM, 1.0, 0 | PLAIN, 0.1, 2000 | - |
- * | topk_relu, rescale | AFTER, on | FIRST, off | FIRST, off |
- * | auxk, auxk_coefficient, k_aux | SAELENS, 1.0, d_in/2 | DICTIONARY_LEARNING, 1/32, d_in/2 | SPARSIFY, off, d_in/2 |
+ * | l1 (std, Gated) | DECODER_NORM | PLAIN | - |
+ * | l1_coefficient | 1.0 | std, Gated 0.1; jr 1.0 | - |
+ * | l1_warmup_steps | 0 | 2000 | - |
+ * | topk_relu | TopK AFTER; bt FIRST | FIRST | FIRST |
+ * | rescale (TopK, bt) | on | off | off |
+ * | auxk | SAELENS | DICTIONARY_LEARNING | SPARSIFY |
+ * | auxk_coefficient | 1.0 | TopK, bt 1/32; Gated 1.0 | off |
+ * | k_aux | d_in/2 | d_in/2 | d_in/2 |
  * | dead_rule, dead_window | STEPS, 1000 | TOKENS_AFTER, 10^7 | TOKENS_BEFORE, 10^7 |
- * | decoder_constraint | FREE | standard UNIT_EXACT; TopK UNIT_EPS | UNIT_RAW |
- * | b_dec_init | ZERO | standard ZERO; TopK GEOMETRIC_MEDIAN | MEAN |
- * | init, decoder_init_norm | UNIFORM_TIED, 0.1 | standard NORMAL_TIED, 0.1; TopK UNIFORM_TIED, 1 | SPARSIFY, 1 |
- * | threshold_start_step, threshold_beta | never | TopK 1000, 0.999 | never |
+ * | decoder_constraint | FREE | std, Gated UNIT_EXACT; TopK, bt, jr UNIT_EPS | UNIT_RAW |
+ * | b_dec_init | ZERO | TopK, bt GEOMETRIC_MEDIAN; others ZERO | MEAN |
+ * | init, decoder_init_norm | UNIFORM_TIED, 0.1 | std NORMAL_TIED, 0.1; TopK, bt UNIFORM_TIED, 1; jr NORMAL_TIED, 1; Gated UNTIED, 1 | SPARSIFY, 1 |
+ * | threshold_start_step | never | TopK, bt 1000 | never |
+ * | threshold_beta | TopK 0.999; bt 0.99 | 0.999 | 0.999 |
+ * | b_dec_input | on | jr off; others on | on |
+ * | jumprelu_sparsity, jumprelu_log_threshold | STEP, on | TARGET_L0, off | - |
+ * | jumprelu_bandwidth, jumprelu_init_threshold | 0.05, 0.01 | 0.001, 0 | - |
+ * | jumprelu_tanh_scale, target_l0 | 4, 20 | 4, 20 | - |
+ * | gated_aux | ATTACHED | DETACHED | - |
+ * | batchtopk_threshold | SAELENS | DICTIONARY_LEARNING | - |
  * | resample_steps | off | off (upstream's default is None) | off |
  * | dead_rule, dead_window (resampling on) | as above | STEPS_AFTER, resample_steps / 2 | - |
  * | activation_scaling | off | off | off |
  */
 typedef struct sae_trainer_options {
     uint32_t struct_size;   /**< sizeof(sae_trainer_options), set by ::SAE_TRAINER_OPTIONS_INIT. */
-    int32_t arch;           /**< ::SAE_ARCH_STANDARD or ::SAE_ARCH_TOPK. create_from: 0 takes the dictionary's. */
+    /** An ::sae_arch value: ::SAE_ARCH_STANDARD, ::SAE_ARCH_TOPK, ::SAE_ARCH_BATCHTOPK,
+     *  ::SAE_ARCH_JUMPRELU or ::SAE_ARCH_GATED. create_from: 0 takes the dictionary's. */
+    int32_t arch;
     int64_t d_in;           /**< Input width (create_from: 0 or the dictionary's). */
     int64_t d_sae;          /**< Number of features (create_from: 0 or the dictionary's). */
-    int64_t k;              /**< TopK: features kept per row (create_from: 0 takes the dictionary's). */
+    /** TopK: features kept per row; BatchTopK: per row on average (k * n per batch of n rows)
+     *  (create_from: 0 takes the dictionary's). */
+    int64_t k;
     int32_t preset;         /**< A ::sae_preset value. */
     int32_t n_threads;      /**< Threads per call; 0 = sae_default_threads(). */
     uint64_t seed;          /**< Seed of the weight initialisation (sae_rng). */
@@ -231,20 +319,29 @@ typedef struct sae_trainer_options {
     int64_t total_steps;    /**< Steps of the run (needed by cosine and final decay; 0 = unknown). */
     int64_t warmup_steps;   /**< Learning-rate warm-up steps; ::SAE_TRAIN_OFF for none. */
     int64_t decay_steps;    /**< Final steps with a linear decay to 0; ::SAE_TRAIN_OFF for none. */
-    int32_t l1;             /**< A ::sae_l1_variant value (standard). */
-    int32_t topk_relu;      /**< A ::sae_topk_relu value (TopK). */
-    double l1_coefficient;  /**< L1 coefficient (standard); ::SAE_TRAIN_OFF for 0. */
-    int64_t l1_warmup_steps; /**< Linear L1-coefficient warm-up from 0 (scale min(s/W, 1)); ::SAE_TRAIN_OFF for none. */
-    int32_t rescale;        /**< A ::sae_switch: TopK selects on pre * ||d_j|| and decodes f / ||d_j||. */
-    int32_t auxk;           /**< A ::sae_auxk_variant value (TopK). */
-    double auxk_coefficient; /**< AuxK coefficient; ::SAE_TRAIN_OFF for no AuxK. */
+    int32_t l1;             /**< A ::sae_l1_variant value (standard; Gated: the L1 of ReLU(pi_gate)). */
+    int32_t topk_relu;      /**< A ::sae_topk_relu value (TopK, BatchTopK). */
+    /** Sparsity coefficient: standard and Gated L1, JumpReLU's ::sae_jumprelu_sparsity term;
+     *  ::SAE_TRAIN_OFF for 0. */
+    double l1_coefficient;
+    /** Linear warm-up of the sparsity coefficient from 0 (scale min(s/W, 1)); ::SAE_TRAIN_OFF
+     *  for none. */
+    int64_t l1_warmup_steps;
+    /** A ::sae_switch: TopK and BatchTopK select on pre * ||d_j|| and decode f / ||d_j||. */
+    int32_t rescale;
+    int32_t auxk;           /**< A ::sae_auxk_variant value (TopK, BatchTopK). */
+    /** AuxK coefficient (TopK, BatchTopK), Gated: the auxiliary reconstruction's;
+     *  ::SAE_TRAIN_OFF for none. */
+    double auxk_coefficient;
     int64_t k_aux;          /**< AuxK: dead features kept per row, and the n_dead scale's denominator. */
     int32_t dead_rule;      /**< A ::sae_dead_rule value. */
     int32_t decoder_constraint; /**< A ::sae_decoder_constraint value. */
     int64_t dead_window;    /**< Dead after this many steps or tokens (see ::sae_dead_rule); ::SAE_TRAIN_OFF for 0. */
-    double threshold_beta;  /**< TopK inference threshold EMA factor, in (0, 1]. */
+    /** Inference threshold EMA factor, in (0, 1]: TopK, and BatchTopK (::sae_batchtopk_threshold). */
+    double threshold_beta;
     /** TopK: after this step the inference threshold follows an EMA of each row's smallest
-     *  positive kept code (dictionary_learning); INT64_MAX: never; ::SAE_TRAIN_OFF for 0. */
+     *  positive kept code (dictionary_learning); BatchTopK: see ::sae_batchtopk_threshold;
+     *  INT64_MAX: never; ::SAE_TRAIN_OFF for 0. */
     int64_t threshold_start_step;
     const sae_allocator *allocator; /**< NULL for the default. */
     /** Standard SAEs: resample dead features (sae_trainer_resample()) after every step s with
@@ -254,13 +351,29 @@ typedef struct sae_trainer_options {
     /** A ::sae_switch: train on s x with s = sqrt(d_in) / mean ||x|| (SAELens
      *  "expected_average_only_in"); see sae_trainer_estimate_scale(). */
     int32_t activation_scaling;
-    int32_t reserved;       /**< Zero. */
+    /** A ::sae_switch: the encoder reads x' = x - b_dec (on) or x (off: dictionary_learning
+     *  JumpReLU, exported with ::SAE_DICT_NO_B_DEC_INPUT). create_from: the preset is the
+     *  dictionary's convention. */
+    int32_t b_dec_input;
+    int32_t jumprelu_sparsity; /**< A ::sae_jumprelu_sparsity value (JumpReLU). */
+    /** A ::sae_switch: JumpReLU trains log(theta) (SAELens) rather than theta itself
+     *  (dictionary_learning). Adam, clipping and the gradient norm then see log(theta). */
+    int32_t jumprelu_log_threshold;
+    int32_t gated_aux;      /**< A ::sae_gated_aux value (Gated). */
+    int32_t batchtopk_threshold; /**< A ::sae_batchtopk_threshold value (BatchTopK). */
+    double jumprelu_bandwidth; /**< JumpReLU: width eps of the rectangle kernel (> 0). */
+    /** JumpReLU: initial threshold of every feature (sae_trainer_create(); > 0 with log
+     *  thresholds); ::SAE_TRAIN_OFF for 0. */
+    double jumprelu_init_threshold;
+    double jumprelu_tanh_scale; /**< JumpReLU: c of ::SAE_JUMPRELU_TANH (> 0). */
+    double target_l0;       /**< JumpReLU: target_l0 of ::SAE_JUMPRELU_TARGET_L0 (> 0). */
 } sae_trainer_options;
 
 /** @brief Initialiser for ::sae_trainer_options: every field at its preset default. */
 #define SAE_TRAINER_OPTIONS_INIT                                                                 \
     {sizeof(sae_trainer_options), 0, 0, 0, 0, 0, 0, 0u, 0u, 0, 0.0, 0, 0, 0.0, 0.0, 0.0, 0.0,   \
-     0.0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0.0, 0, NULL, 0, 0, 0}
+     0.0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0.0, 0, NULL, 0, 0, 0, 0, 0,  \
+     0, 0, 0.0, 0.0, 0.0, 0.0}
 
 /**
  * @brief What one step measured. Initialise with ::SAE_TRAIN_METRICS_INIT.
@@ -273,9 +386,13 @@ typedef struct sae_train_metrics {
     int64_t step;           /**< Index of the step (0 for the first). */
     double loss;            /**< Total loss. */
     double mse;             /**< Reconstruction term (::sae_mse_variant). */
-    double l1;              /**< Sparsity penalty before its coefficient (standard; 0 for TopK). */
+    /** Sparsity term before its coefficient: standard L1, JumpReLU's ::sae_jumprelu_sparsity
+     *  term, Gated L1 of ReLU(pi_gate); 0 for TopK and BatchTopK. */
+    double l1;
     double l1_coefficient;  /**< Coefficient applied to l1 at this step (after warm-up). */
-    double aux;             /**< AuxK term before auxk_coefficient (0 without dead features). */
+    /** Before auxk_coefficient: AuxK (TopK, BatchTopK; 0 without dead features), Gated's
+     *  auxiliary reconstruction mean_b ||ReLU(pi_gate) W_dec + b_dec - x||^2. */
+    double aux;
     double fvu;             /**< sum ||x - x_hat||^2 / sum_b ||x_b - mean x||^2. */
     double l0;              /**< Mean number of positive codes per row. */
     int64_t n_dead;         /**< Dead features by the dead rule at this step (the AuxK mask). */
@@ -294,9 +411,10 @@ typedef struct sae_train_metrics {
  * sizes, k in 1..d_sae, betas in [0, 1), cosine or decay without total_steps, ...) and draws
  * the weights from @ref sae_rng seeded with options->seed.
  * @param[out] out The trainer; free with sae_trainer_free().
- * @param[in] options Settings; arch, d_in, d_sae (and k for TopK) are required.
- * @return ::SAE_OK, ::SAE_EINVAL, ::SAE_EUNSUPPORTED (sparsify preset for a standard SAE) or
- *         ::SAE_ENOMEM.
+ * JumpReLU thresholds start at jumprelu_init_threshold, Gated's r_mag and b_mag at 0.
+ * @param[in] options Settings; arch, d_in, d_sae (and k for TopK and BatchTopK) are required.
+ * @return ::SAE_OK, ::SAE_EINVAL, ::SAE_EUNSUPPORTED (sparsify preset for another
+ *         architecture than TopK) or ::SAE_ENOMEM.
  */
 SAE_API sae_status sae_trainer_create(sae_trainer **out, const sae_trainer_options *options);
 
@@ -305,10 +423,13 @@ SAE_API sae_status sae_trainer_create(sae_trainer **out, const sae_trainer_optio
  *
  * arch, d_in, d_sae and k default to the dictionary's and must agree with it when given.
  * The training conventions (ReLU order, rescaling) come from the options, not from the
- * dictionary's flags. b_dec is kept unless options->b_dec_init asks for an initialisation.
+ * dictionary's flags; b_dec_input defaults to the dictionary's (::SAE_DICT_NO_B_DEC_INPUT).
+ * b_dec is kept unless options->b_dec_init asks for an initialisation. JumpReLU: the
+ * threshold vector is trained (as its logarithm with jumprelu_log_threshold, which then needs
+ * positive thresholds). Gated: b_gate, r_mag and b_mag (zeros when absent).
  * @param[out] out The trainer; free with sae_trainer_free().
- * @param[in] init A standard or TopK dictionary without input normalisation that subtracts
- *            b_dec from its input. The trainer does not keep it.
+ * @param[in] init A standard, TopK, JumpReLU or Gated dictionary without input normalisation.
+ *            The trainer does not keep it.
  * @param[in] options Settings, or NULL for the SAELens preset.
  * @return As sae_trainer_create(), plus ::SAE_ESHAPE when the options disagree with the
  *         dictionary and ::SAE_EUNSUPPORTED for other architectures or conventions.
@@ -327,8 +448,9 @@ SAE_API void sae_trainer_free(sae_trainer *trainer);
  * The batch is checked before anything changes: a NaN or Inf is ::SAE_ENUMERIC (or a skipped
  * batch with ::SAE_TRAIN_SKIP_NONFINITE), and so is a non-finite loss or gradient, in which
  * case the weights, optimiser state and counters are left as they were. The workspace grows
- * to the largest batch seen (TopK and standard: about n * d_sae floats for the encoder product,
- * standard twice that).
+ * to the largest batch seen: n * d_sae floats for the encoder product, twice that for standard,
+ * BatchTopK and JumpReLU, three times for Gated; JumpReLU adds 16 bytes per code in the window
+ * or above the threshold.
  * @param[in,out] trainer The trainer.
  * @param[in] n Rows in the batch (>= 1).
  * @param[in] x (n, d_in), ldx >= d_in.
@@ -345,7 +467,13 @@ SAE_API sae_status sae_trainer_step(sae_trainer *trainer, int64_t n, const float
  *
  * Standard: a standard dictionary. TopK: k and the training conventions as dictionary flags
  * (::SAE_DICT_RELU_BEFORE_TOPK, ::SAE_DICT_RESCALE_BY_DECODER_NORM), and the inference
- * threshold as a constant vector once its EMA has started.
+ * threshold as a constant vector once its EMA has started. BatchTopK: a JumpReLU dictionary
+ * whose threshold vector is the learned threshold (::sae_batchtopk_threshold), with
+ * ::SAE_DICT_RESCALE_BY_DECODER_NORM when rescaling. JumpReLU: its thresholds theta (exp of the
+ * trained logarithms). Gated: b_gate, r_mag and b_mag, no b_enc. ::SAE_DICT_NO_B_DEC_INPUT when
+ * b_dec_input is off. Encoding with the dictionary gives the training forward's codes (JumpReLU
+ * trained without log thresholds: where theta >= 0, since the dictionary's codes are never
+ * negative; BatchTopK: thresholding replaces the batch selection).
  *
  * With an activation scale s the dictionary works on unscaled activations: s is folded into
  * the weights (W_enc * s, W_dec / s, b_dec / s; b_enc and thresholds unchanged, SAELens

@@ -55,6 +55,9 @@ double sae__grad_project_and_norm(sae_trainer *t)
         sq[F + j] = sae__sumsq(gd, d);
     }
     double total = sae__sumsq(t->gp.b_enc, F) + sae__sumsq(t->gp.b_dec, d);
+    const int64_t extra = t->n_params - (2 * F * d + F + d); /* JumpReLU theta, Gated r_mag b_mag */
+    if (extra > 0)
+        total += sae__sumsq(t->gp.b_dec + d, extra);
     for (int64_t j = 0; j < 2 * F; j++) /* fixed order: same result for any thread count */
         total += sq[j];
     return sqrt(total);
@@ -73,10 +76,10 @@ void sae__adam_update(sae_trainer *t, double lr, float clip)
     const sae__train_cfg *c = &t->cfg;
     const int64_t F = c->F, d = c->d_in;
     const adam_consts k = consts_for(c, t->step + 1, lr, clip);
-    /* Units 0..2F-1: rows of W_encT then W_dec; unit 2F: b_enc and b_dec (F + d values). */
+    /* Units 0..2F-1: rows of W_encT then W_dec; unit 2F: b_enc, b_dec and the extra blocks. */
 #pragma omp parallel for schedule(static) num_threads(c->threads) if (c->threads > 1)
     for (int64_t u = 0; u <= 2 * F; u++) {
-        int64_t off = u * d, len = u < 2 * F ? d : F + d;
+        int64_t off = u * d, len = u < 2 * F ? d : t->n_params - 2 * F * d;
         adam_span(&k, t->param + off, t->m + off, t->v + off, t->grad + off, len);
         if (u >= F && u < 2 * F)
             sae__renorm_row(c->decoder_constraint, t->param + off, d);

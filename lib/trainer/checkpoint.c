@@ -48,7 +48,10 @@
     X(l1_coefficient, F64) X(l1_warmup_steps, I64) X(rescale, I32) X(auxk, I32)                 \
     X(auxk_coefficient, F64) X(k_aux, I64) X(dead_rule, I32) X(decoder_constraint, I32)         \
     X(dead_window, I64) X(threshold_beta, F64) X(threshold_start_step, I64)                     \
-    X(resample_steps, I64) X(activation_scaling, I32)
+    X(resample_steps, I64) X(activation_scaling, I32) X(b_dec_input, I32)                      \
+    X(jumprelu_sparsity, I32) X(jumprelu_log_threshold, I32) X(gated_aux, I32)                  \
+    X(batchtopk_threshold, I32) X(jumprelu_bandwidth, F64) X(jumprelu_init_threshold, F64)      \
+    X(jumprelu_tanh_scale, F64) X(target_l0, F64)
 
 typedef enum field_kind { KIND_I32, KIND_U32, KIND_I64, KIND_U64, KIND_F64 } field_kind;
 
@@ -66,8 +69,8 @@ static const option_field option_fields[] = {OPTION_FIELDS(FIELD_ROW)};
     _Static_assert(sizeof(((sae_trainer_options *)0)->f) == KIND_SIZE_##kind, #f " has the "   \
                    "wrong kind in OPTION_FIELDS");
 OPTION_FIELDS(FIELD_KIND_CHECK)
-/* Every field but struct_size, allocator and reserved is saved. */
-_Static_assert(sizeof(uint32_t) + sizeof(void *) + sizeof(int32_t) OPTION_FIELDS(FIELD_SIZE) ==
+/* Every field but struct_size and allocator is saved. */
+_Static_assert(sizeof(uint32_t) + sizeof(void *) OPTION_FIELDS(FIELD_SIZE) ==
                    sizeof(sae_trainer_options),
                "a field of sae_trainer_options is missing from OPTION_FIELDS");
 

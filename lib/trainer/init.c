@@ -10,33 +10,63 @@ sae__params sae__params_view(float *base, int64_t F, int64_t d_in)
                          .b_dec = base + 2 * F * d_in + F};
 }
 
+int64_t sae__extra_blocks(int32_t arch)
+{
+    return arch == SAE_ARCH_JUMPRELU ? 1 : arch == SAE_ARCH_GATED ? 2 : 0;
+}
+
+sae__params sae__params_layout(const sae__train_cfg *c, float *base)
+{
+    sae__params p = sae__params_view(base, c->F, c->d_in);
+    float *extra = p.b_dec + c->d_in;
+    if (c->arch == SAE_ARCH_JUMPRELU)
+        p.theta = extra;
+    if (c->arch == SAE_ARCH_GATED)
+        p.r_mag = extra, p.b_mag = extra + c->F;
+    return p;
+}
+
 /* Decoder row j and encoder column j (= W_encT row j) from one generator, drawn row by row so
  * the weights depend on (seed, F, d_in) only:
  *   UNIFORM_TIED / NORMAL_TIED: row ~ U(-1, 1)^d or N(0, 1)^d, scaled to norm c;
  *                               encoder column = decoder row (W_enc = W_dec^T)
  *   SPARSIFY: encoder column ~ U(-1/sqrt(d), 1/sqrt(d))^d (nn.Linear's default init), decoder
- *             row = that column scaled to norm c (W_dec = encoder.weight normalised). */
+ *             row = that column scaled to norm c (W_dec = encoder.weight normalised)
+ *   UNTIED:   encoder column as SPARSIFY, then a decoder row ~ N(0, 1)^d scaled to norm c. */
 void sae__init_weights(const sae__train_cfg *c, sae__params *p)
 {
     const int64_t F = c->F, d = c->d_in;
     sae_rng rng;
     sae_rng_init(&rng, c->seed, 0);
-    const float bound = c->init == SAE_INIT_SPARSIFY ? 1.0f / sqrtf((float)d) : 1.0f;
+    const bool linear = c->init == SAE_INIT_SPARSIFY || c->init == SAE_INIT_UNTIED;
+    const float bound = linear ? 1.0f / sqrtf((float)d) : 1.0f;
     for (int64_t j = 0; j < F; j++) {
         float *dec = p->W_dec + j * d, *enc = p->W_encT + j * d;
         for (int64_t i = 0; i < d; i++)
             enc[i] = c->init == SAE_INIT_NORMAL_TIED
                          ? sae_rng_normal(&rng)
                          : bound * (2.0f * sae_rng_uniform(&rng) - 1.0f);
-        float norm = sae__row_norm(enc, d);
+        if (c->init == SAE_INIT_UNTIED)
+            for (int64_t i = 0; i < d; i++)
+                dec[i] = sae_rng_normal(&rng);
+        const float *src = c->init == SAE_INIT_UNTIED ? dec : enc;
+        float norm = sae__row_norm(src, d);
         float scale = norm > 0 ? (float)c->decoder_init_norm / norm : 0.0f;
         for (int64_t i = 0; i < d; i++)
-            dec[i] = enc[i] * scale;
-        if (c->init != SAE_INIT_SPARSIFY)
+            dec[i] = src[i] * scale;
+        if (!linear)
             memcpy(enc, dec, sizeof(float) * (size_t)d);
     }
     memset(p->b_enc, 0, sizeof(float) * (size_t)F);
     memset(p->b_dec, 0, sizeof(float) * (size_t)d);
+    /* SAELens: log_threshold = log(jumprelu_init_threshold); dictionary_learning: threshold. */
+    const float tau = (float)(c->log_threshold ? log(c->init_threshold) : c->init_threshold);
+    for (int64_t j = 0; p->theta && j < F; j++)
+        p->theta[j] = tau;
+    if (p->r_mag) { /* r_mag = 0: W_mag = W_enc */
+        memset(p->r_mag, 0, sizeof(float) * (size_t)F);
+        memset(p->b_mag, 0, sizeof(float) * (size_t)F);
+    }
 }
 
 void sae__batch_mean(int64_t n, int64_t d, const float *x, int64_t ldx, float *out)

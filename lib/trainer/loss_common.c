@@ -1,13 +1,13 @@
-/* loss_common.c: the stages the standard and TopK losses share.
+/* loss_common.c: the stages the losses of every architecture share.
  *
- *   x' = x - b_dec                          (n, d_in)
+ *   x' = x - b_dec  (x without b_dec_input)  (n, d_in)
  *   t = x' W_enc                            (n, F)   one BLAS product (W_encT^T); the row
  *                                                    passes that read t add b_enc
  *   r = x_hat - x, reconstruction term and dL/dx_hat = a_b r_b per mse variant
  *   db_dec = sum_b dL/dx_hat_b (+ AuxK rows) - db_enc W_enc^T
  * The last line is the encoder's share of b_dec's gradient: x' = x - b_dec gives
  * -sum_b dL/dx'_b = -sum_b dL/dpre_b W_enc^T = -db_enc W_enc^T, one (F) x (F, d_in) product
- * instead of an (n, F) x (F, d_in) one. */
+ * instead of an (n, F) x (F, d_in) one (none without b_dec_input). */
 #include <math.h>
 #include <string.h>
 
@@ -20,9 +20,14 @@ sae_status sae__encode_dense(sae_trainer *t, int64_t n, const float *x, int64_t 
     float *xp = t->ws.xp, *pre = t->ws.pre;
     const float *b_dec = t->p.b_dec;
 #pragma omp parallel for schedule(static) num_threads(c->threads) if (c->threads > 1 && n > 64)
-    for (int64_t b = 0; b < n; b++)
+    for (int64_t b = 0; b < n; b++) {
+        if (!c->b_dec_input) {
+            memcpy(xp + b * d, x + b * ldx, sizeof(float) * (size_t)d);
+            continue;
+        }
         for (int64_t i = 0; i < d; i++)
             xp[b * d + i] = x[b * ldx + i] - b_dec[i];
+    }
     sae_status s = sae__sgemm(false, true, n, F, d, 1.0f, xp, d, t->p.W_encT, d, 0.0f, pre, F,
                               c->threads);
     if (s != SAE_OK)
@@ -72,6 +77,11 @@ double sae__mse_terms(const sae__train_cfg *c, int64_t n, const float *x, int64_
 
 void sae__b_dec_grad(sae_trainer *t, int64_t n_rows, const float *G)
 {
+    sae__b_dec_grad_from(t, n_rows, G, t->gp.b_enc);
+}
+
+void sae__b_dec_grad_from(sae_trainer *t, int64_t n_rows, const float *G, const float *sum_dt)
+{
     const sae__train_cfg *c = &t->cfg;
     const int64_t F = c->F, d = c->d_in;
     const int64_t blocks = (d + 63) / 64;
@@ -82,8 +92,8 @@ void sae__b_dec_grad(sae_trainer *t, int64_t n_rows, const float *G)
         for (int64_t r = 0; r < n_rows; r++)
             for (int64_t i = 0; i < w; i++)
                 s[i] += G[r * d + i0 + i];
-        for (int64_t j = 0; j < F; j++) {
-            const double g = t->gp.b_enc[j];
+        for (int64_t j = 0; c->b_dec_input && j < F; j++) {
+            const double g = sum_dt[j];
             if (g != 0)
                 for (int64_t i = 0; i < w; i++)
                     s[i] -= g * t->p.W_encT[j * d + i0 + i];

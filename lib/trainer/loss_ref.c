@@ -1,4 +1,5 @@
-/* loss_ref.c: the naive twin of loss_standard.c and loss_topk.c, for the tests.
+/* loss_ref.c: the naive twin of loss_standard.c, loss_topk.c and loss_batchtopk.c, for the
+ * tests (JumpReLU and Gated have their own twins, reached from here).
  *
  * Plain loops in double over dense (n, F) matrices, with the chain rule written out in full:
  * with rescaling the gradient through s_j = ||d_j|| is accumulated term by term (selection
@@ -6,6 +7,7 @@
  * decoder-norm L1 goes through the same d||d_j||/dd_j = d_j / ||d_j||; db_dec sums
  * dL/dx'_b = dL/dpre_b W_enc^T row by row. Same conventions as the fast paths (trainer.h). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../kernels/kernels.h"
@@ -64,8 +66,7 @@ static double dot_df(const double *a, const float *b, int64_t d)
     return s;
 }
 
-/* Total variance sum_b ||z_b - mean z||^2 of n rows (ld) in double. */
-static double variance_d(const double *z, int64_t n, int64_t d)
+double sae__variance_ref(const double *z, int64_t n, int64_t d)
 {
     double tv = 0;
     for (int64_t i = 0; i < d; i++) {
@@ -79,12 +80,73 @@ static double variance_d(const double *z, int64_t n, int64_t d)
     return tv;
 }
 
+double sae__mse_ref(const sae__train_cfg *c, int64_t n, const float *x, int64_t ldx,
+                    const double *r, double tv, double *gx, double *sq)
+{
+    const int64_t d = c->d_in;
+    double mse = 0;
+    *sq = 0;
+    for (int64_t b = 0; b < n; b++) {
+        double rr = 0, xx = 0;
+        for (int64_t i = 0; i < d; i++)
+            rr += r[b * d + i] * r[b * d + i], xx += (double)x[b * ldx + i] * x[b * ldx + i];
+        *sq += rr;
+        double a_b;
+        if (c->mse == SAE_MSE_FVU)
+            mse += rr / tv, a_b = 2 / tv;
+        else if (c->mse == SAE_MSE_NORMALIZED)
+            mse += rr / xx / (double)n, a_b = 2 / ((double)n * xx);
+        else
+            mse += rr / (double)n, a_b = 2 / (double)n;
+        for (int64_t i = 0; i < d; i++)
+            gx[b * d + i] = a_b * r[b * d + i];
+    }
+    return mse;
+}
+
+/* Ranked entries of a batch: larger values first, ties to the lower flat index. */
+typedef struct ranked {
+    float v;
+    int64_t e;
+} ranked;
+
+static int by_rank(const void *pa, const void *pb)
+{
+    const ranked *a = pa, *b = pb;
+    if (a->v != b->v)
+        return a->v > b->v ? -1 : 1;
+    return a->e < b->e ? -1 : a->e > b->e;
+}
+
+/* The k n largest of the batch's ranked values (ReLU'd first if so), by sorting all n F of
+ * them, as the kept codes of each row: f = max(v, 0), u = f / s. r: (n F) scratch. */
+static void select_batch_ref(const sae__train_cfg *c, ref_buffers *B, int64_t n, ranked *r)
+{
+    const int64_t F = c->F;
+    for (int64_t e = 0; e < n * F; e++) {
+        const float v = (float)(B->pre[e] * (c->rescale ? B->dn[e % F] : 1.0));
+        r[e] = (ranked){c->relu_first && v < 0 ? 0.0f : v, e};
+    }
+    qsort(r, (size_t)(n * F), sizeof *r, by_rank);
+    for (int64_t a = 0; a < c->k * n; a++) {
+        const int64_t e = r[a].e, j = e % F;
+        const double s = c->rescale ? B->dn[j] : 1.0, v = B->pre[e] * s;
+        B->f[e] = v > 0 ? v : 0;
+        B->u[e] = B->f[e] / s;
+    }
+}
+
 sae_status sae__loss_grad_ref(const sae__train_cfg *c, const sae__params *p,
                               const int64_t *since, double l1_coef, int64_t n, const float *x,
                               int64_t ldx, sae__params *g, sae__loss_terms *out)
 {
+    if (c->arch == SAE_ARCH_JUMPRELU)
+        return sae__jumprelu_loss_grad_ref(c, p, since, l1_coef, n, x, ldx, g, out);
+    if (c->arch == SAE_ARCH_GATED)
+        return sae__gated_loss_grad_ref(c, p, since, l1_coef, n, x, ldx, g, out);
     const int64_t F = c->F, d = c->d_in, k = c->k;
-    const bool topk = c->arch == SAE_ARCH_TOPK;
+    const bool batch = c->arch == SAE_ARCH_BATCHTOPK;
+    const bool topk = c->arch == SAE_ARCH_TOPK || batch; /* codes from a selection */
     ref_buffers B;
     if (alloc_buffers(&B, n, F, d))
         return SAE_ENOMEM;
@@ -101,16 +163,27 @@ sae_status sae__loss_grad_ref(const sae__train_cfg *c, const sae__params *p,
     double positive = 0;
     for (int64_t b = 0; b < n; b++) {
         for (int64_t i = 0; i < d; i++) {
-            B.xp[b * d + i] = (double)x[b * ldx + i] - p->b_dec[i];
+            B.xp[b * d + i] = (double)x[b * ldx + i] - (c->b_dec_input ? p->b_dec[i] : 0.0f);
             xd[b * d + i] = x[b * ldx + i];
         }
-        double *pre = B.pre + b * F, *f = B.f + b * F, *u = B.u + b * F;
         for (int64_t j = 0; j < F; j++)
-            pre[j] = dot_df(B.xp + b * d, p->W_encT + j * d, d) + p->b_enc[j];
+            B.pre[b * F + j] = dot_df(B.xp + b * d, p->W_encT + j * d, d) + p->b_enc[j];
+    }
+    if (batch) {
+        ranked *r = sae__alloc_array(NULL, (size_t)(n * F), sizeof *r);
+        if (!r) {
+            free_buffers(&B);
+            return SAE_ENOMEM;
+        }
+        select_batch_ref(c, &B, n, r);
+        sae__free(NULL, r);
+    }
+    for (int64_t b = 0; b < n; b++) {
+        double *pre = B.pre + b * F, *f = B.f + b * F, *u = B.u + b * F;
         if (!topk) {
             for (int64_t j = 0; j < F; j++)
                 f[j] = u[j] = pre[j] > 0 ? pre[j] : 0;
-        } else {
+        } else if (!batch) { /* (BatchTopK's codes come from select_batch_ref) */
             for (int64_t j = 0; j < F; j++) {
                 float v = (float)(pre[j] * S(j));
                 B.row[j] = c->relu_first && v < 0 ? 0.0f : v;
@@ -136,7 +209,7 @@ sae_status sae__loss_grad_ref(const sae__train_cfg *c, const sae__params *p,
             B.r[b * d + i] = xh - x[b * ldx + i];
         }
     }
-    const double tv = variance_d(xd, n, d);
+    const double tv = sae__variance_ref(xd, n, d);
 
     /* ---- dead mask ---- */
     int64_t n_dead = 0;
@@ -150,23 +223,8 @@ sae_status sae__loss_grad_ref(const sae__train_cfg *c, const sae__params *p,
     }
 
     /* ---- reconstruction term, dL/dx_hat ---- */
-    double sq = 0, mse = 0;
-    for (int64_t b = 0; b < n; b++) {
-        double rr = 0, xx = 0;
-        for (int64_t i = 0; i < d; i++)
-            rr += B.r[b * d + i] * B.r[b * d + i],
-                xx += (double)x[b * ldx + i] * x[b * ldx + i];
-        sq += rr;
-        double a_b;
-        if (c->mse == SAE_MSE_FVU)
-            mse += rr / tv, a_b = 2 / tv;
-        else if (c->mse == SAE_MSE_NORMALIZED)
-            mse += rr / xx / (double)n, a_b = 2 / ((double)n * xx);
-        else
-            mse += rr / (double)n, a_b = 2 / (double)n;
-        for (int64_t i = 0; i < d; i++)
-            B.gx[b * d + i] = a_b * B.r[b * d + i];
-    }
+    double sq = 0;
+    const double mse = sae__mse_ref(c, n, x, ldx, B.r, tv, B.gx, &sq);
 
     /* ---- L1 (standard): l1 = sum_b rho_b sum_j f_bj w_j, accumulated in the backward ---- */
     double l1 = 0;
@@ -206,7 +264,7 @@ sae_status sae__loss_grad_ref(const sae__train_cfg *c, const sae__params *p,
         } else if (c->auxk == SAE_AUXK_SPARSIFY) {
             aux = scale * aux_sq / tv, beta = 2 * scale / tv;
         } else {
-            double rtv = variance_d(B.r, n, d);
+            double rtv = sae__variance_ref(B.r, n, d);
             aux = rtv > 0 ? aux_sq / rtv : 0, beta = rtv > 0 ? 2 / rtv : 0;
         }
         beta *= c->auxk_coefficient;
@@ -276,7 +334,7 @@ sae_status sae__loss_grad_ref(const sae__train_cfg *c, const sae__params *p,
         double gb = 0;
         for (int64_t b = 0; b < n; b++) {
             gb += B.gx[b * d + i] + (aux_bias ? B.ge[b * d + i] : 0.0);
-            for (int64_t j = 0; j < F; j++) /* x' = x - b_dec */
+            for (int64_t j = 0; c->b_dec_input && j < F; j++) /* x' = x - b_dec */
                 gb -= B.gpre[b * F + j] * p->W_encT[j * d + i];
         }
         g->b_dec[i] = (float)gb;

@@ -157,6 +157,35 @@ static double aux_terms(const sae__train_cfg *c, int64_t n, int64_t n_dead, doub
     return aux;
 }
 
+int64_t sae__auxk_forward(sae_trainer *t, int64_t n, int64_t n_dead, const float *scale,
+                          double tv, double *aux, double *beta)
+{
+    const sae__train_cfg *c = &t->cfg;
+    sae__workspace *w = &t->ws;
+    const int64_t F = c->F, d = c->d_in;
+    const int64_t kx = c->auxk_coefficient > 0 && n_dead > 0
+                           ? (c->k_aux < n_dead ? c->k_aux : n_dead) : 0;
+    *aux = 0, *beta = 0;
+    if (kx == 0)
+        return 0;
+    const double residual_tv =
+        c->auxk == SAE_AUXK_DICTIONARY_LEARNING ? sae__total_variance(n, d, w->G, d) : 0;
+#pragma omp parallel num_threads(c->threads) if (c->threads > 1 && n > 1)
+    {
+        char *mine = w->thread_scratch + (size_t)omp_get_thread_num() * w->scratch_bytes;
+        float *cand = (float *)mine;
+        uint32_t *keys = (uint32_t *)(mine + sizeof(float) * (size_t)F);
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < n; b++)
+            aux_row(t, n, b, n_dead, kx, scale, cand, keys);
+    }
+    double aux_sq = 0;
+    for (int64_t b = 0; b < n; b++)
+        aux_sq += w->row_sums[b * 4 + 2];
+    *aux = aux_terms(c, n, n_dead, aux_sq, tv, residual_tv, beta);
+    return kx;
+}
+
 /* Scale the residuals and raw dot products into gradients. */
 static void scale_row(sae_trainer *t, int64_t n, int64_t b, float a_b, int64_t kx, float beta)
 {
@@ -220,26 +249,8 @@ sae_status sae__topk_loss_grad(sae_trainer *t, int64_t n, const float *x, int64_
     const double mse = sae__mse_terms(c, n, x, ldx, w->row_sums, 4, tv, w->row_factor);
 
     /* AuxK. */
-    const int64_t kx = c->auxk_coefficient > 0 && n_dead > 0
-                           ? (c->k_aux < n_dead ? c->k_aux : n_dead) : 0;
     double aux = 0, beta = 0;
-    if (kx > 0) {
-        const double residual_tv =
-            c->auxk == SAE_AUXK_DICTIONARY_LEARNING ? sae__total_variance(n, d, w->G, d) : 0;
-#pragma omp parallel num_threads(c->threads) if (c->threads > 1 && n > 1)
-        {
-            char *mine = w->thread_scratch + (size_t)omp_get_thread_num() * w->scratch_bytes;
-            float *cand = (float *)mine;
-            uint32_t *keys = (uint32_t *)(mine + sizeof(float) * (size_t)F);
-#pragma omp for schedule(static)
-            for (int64_t b = 0; b < n; b++)
-                aux_row(t, n, b, n_dead, kx, scale, cand, keys);
-        }
-        double aux_sq = 0;
-        for (int64_t b = 0; b < n; b++)
-            aux_sq += w->row_sums[b * 4 + 2];
-        aux = aux_terms(c, n, n_dead, aux_sq, tv, residual_tv, &beta);
-    }
+    const int64_t kx = sae__auxk_forward(t, n, n_dead, scale, tv, &aux, &beta);
 
 #pragma omp parallel for schedule(static) num_threads(c->threads) if (c->threads > 1 && n > 16)
     for (int64_t b = 0; b < n; b++)

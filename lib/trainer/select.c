@@ -1,4 +1,5 @@
-/* select.c: top-k selection for large k (AuxK keeps k_aux = d_in/2 of the dead features).
+/* select.c: top-k selection for large k (AuxK keeps k_aux = d_in/2 of the dead features,
+ * BatchTopK k * n of a whole batch: sae__radix_kth takes 64-bit counts for it).
  *
  * Same result as sae__topk_select (kernels.h): the k largest of v[0..n), ties to the lower
  * index, ids ascending, val = v[id]. A heap costs O(n log k) with unpredictable branches once k
@@ -15,7 +16,7 @@
 
 #include "trainer_internal.h"
 
-static inline uint32_t key_of(float v)
+uint32_t sae__select_key(float v)
 {
     uint32_t u;
     memcpy(&u, &v, sizeof u);
@@ -24,31 +25,39 @@ static inline uint32_t key_of(float v)
     return u & 0x80000000u ? ~u : u | 0x80000000u;
 }
 
-void sae__select_large(const float *v, int64_t n, int64_t k, uint32_t *keys, int32_t *idx,
-                       float *val)
+uint32_t sae__radix_kth(const uint32_t *keys, int64_t n, int64_t k, int64_t *ties)
 {
-    for (int64_t j = 0; j < n; j++)
-        keys[j] = key_of(v[j]);
     static const int shifts[3] = {21, 10, 0}, widths[3] = {11, 11, 10};
     uint32_t prefix = 0, mask = 0;
     int64_t wanted = k; /* among the keys with this prefix */
     for (int r = 0; r < 3; r++) {
-        uint32_t hist[2048] = {0};
+        int64_t hist[2048] = {0};
         const uint32_t digit_mask = (1u << widths[r]) - 1;
         for (int64_t j = 0; j < n; j++)
             if ((keys[j] & mask) == prefix)
                 hist[(keys[j] >> shifts[r]) & digit_mask]++;
         int64_t above = 0;
         uint32_t D = digit_mask;
-        while (above + (int64_t)hist[D] < wanted) /* the digit of the k-th largest */
+        while (above + hist[D] < wanted) /* the digit of the k-th largest */
             above += hist[D--];
         wanted -= above;
         prefix |= D << shifts[r];
         mask |= digit_mask << shifts[r];
     }
-    /* prefix is the key of the k-th largest; `wanted` of its ties are kept. */
+    *ties = wanted;
+    return prefix;
+}
+
+void sae__select_large(const float *v, int64_t n, int64_t k, uint32_t *keys, int32_t *idx,
+                       float *val)
+{
+    for (int64_t j = 0; j < n; j++)
+        keys[j] = sae__select_key(v[j]);
+    int64_t wanted = 0;
+    const uint32_t kth = sae__radix_kth(keys, n, k, &wanted);
+    /* kth is the key of the k-th largest; `wanted` of its ties are kept. */
     int64_t c = 0;
     for (int64_t j = 0; j < n && c < k; j++)
-        if (keys[j] > prefix || (keys[j] == prefix && wanted-- > 0))
+        if (keys[j] > kth || (keys[j] == kth && wanted-- > 0))
             idx[c] = (int32_t)j, val[c++] = v[j];
 }

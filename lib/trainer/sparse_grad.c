@@ -1,4 +1,5 @@
-/* sparse_grad.c: weight gradients of a TopK SAE from its kept codes (MATH.md "Sparse backward").
+/* sparse_grad.c: weight gradients from the kept codes of a TopK, BatchTopK or JumpReLU SAE
+ * (MATH.md "Sparse backward").
  *
  * Each kept code (row r, feature j) contributes to row j of both weight gradients:
  *   dW_dec[j]  += cd * G[r]          cd: decode coefficient, G[r]: dL/dx_hat_r (or dL/de_aux)
@@ -44,6 +45,14 @@ static void fill_entries(sae__workspace *w, int64_t n, int64_t width, int64_t ro
         }
 }
 
+/* Per-feature counts (csc_ptr[j + 1]) to list starts, and the fill cursors at the starts. */
+static void start_lists(sae__workspace *w, int64_t F)
+{
+    for (int64_t j = 0; j < F; j++)
+        w->csc_ptr[j + 1] += w->csc_ptr[j];
+    memcpy(w->csc_fill, w->csc_ptr, sizeof(int64_t) * (size_t)F);
+}
+
 void sae__csc_build(sae__workspace *w, int64_t F, int64_t n, int64_t k, int64_t kx)
 {
     int64_t *ptr = w->csc_ptr;
@@ -51,10 +60,25 @@ void sae__csc_build(sae__workspace *w, int64_t F, int64_t n, int64_t k, int64_t 
     count_entries(ptr, n, k, w->sel_idx, w->sel_u, w->sel_g);
     if (kx > 0)
         count_entries(ptr, n, kx, w->aux_idx, w->aux_c, w->aux_g);
-    for (int64_t j = 0; j < F; j++)
-        ptr[j + 1] += ptr[j];
-    memcpy(w->csc_fill, ptr, sizeof(int64_t) * (size_t)F);
+    start_lists(w, F);
     fill_entries(w, n, k, 0, w->sel_idx, w->sel_u, w->sel_g);
+    memcpy(w->csc_split, w->csc_fill, sizeof(int64_t) * (size_t)F);
+    if (kx > 0)
+        fill_entries(w, n, kx, n, w->aux_idx, w->aux_c, w->aux_g);
+}
+
+void sae__csc_build_rows(sae__workspace *w, int64_t F, int64_t n, int64_t kx)
+{
+    int64_t *ptr = w->csc_ptr;
+    const int64_t *rp = w->row_ptr;
+    memset(ptr, 0, sizeof(int64_t) * (size_t)(F + 1));
+    count_entries(ptr, 1, rp[n], w->sel_idx, w->sel_u, w->sel_g);
+    if (kx > 0)
+        count_entries(ptr, n, kx, w->aux_idx, w->aux_c, w->aux_g);
+    start_lists(w, F);
+    for (int64_t b = 0; b < n; b++) /* row b's codes as a one-row list numbered from b */
+        fill_entries(w, 1, rp[b + 1] - rp[b], b, w->sel_idx + rp[b], w->sel_u + rp[b],
+                     w->sel_g + rp[b]);
     memcpy(w->csc_split, w->csc_fill, sizeof(int64_t) * (size_t)F);
     if (kx > 0)
         fill_entries(w, n, kx, n, w->aux_idx, w->aux_c, w->aux_g);

@@ -37,8 +37,12 @@ sae_status sae__trainer_reserve(sae_trainer *t, int64_t n)
         return SAE_OK;
     const sae__train_cfg *c = &t->cfg;
     const int64_t F = c->F, d = c->d_in;
-    const bool topk = c->arch == SAE_ARCH_TOPK;
-    const int64_t k = topk ? c->k : 0, kx = topk && c->auxk_coefficient > 0 ? c->k_aux : 0;
+    /* TopK keeps k codes per row, BatchTopK k per row on average (k n in all); JumpReLU's
+     * codes are counted per batch (sae__ensure_entries). */
+    const bool sel = c->arch == SAE_ARCH_TOPK || c->arch == SAE_ARCH_BATCHTOPK;
+    const int64_t k = sel ? c->k : 0, kx = sel && c->auxk_coefficient > 0 ? c->k_aux : 0;
+    /* dense (n, F) blocks besides the encoder product: see sae__workspace.gpre */
+    const int64_t dense = c->arch == SAE_ARCH_TOPK ? 0 : c->arch == SAE_ARCH_GATED ? 2 : 1;
     const sae_allocator *a = t->allocator;
     struct {
         void **p;
@@ -46,7 +50,7 @@ sae_status sae__trainer_reserve(sae_trainer *t, int64_t n)
         size_t size;
     } rows[] = {
         {(void **)&w->xp, n * d, 4},        {(void **)&w->pre, n * F, 4},
-        {(void **)&w->gpre, topk ? 1 : n * F, 4}, {(void **)&w->G, 2 * n * d, 4},
+        {(void **)&w->gpre, dense * n * F, 4}, {(void **)&w->G, 2 * n * d, 4},
         {(void **)&w->sel_idx, n * k, 4},   {(void **)&w->sel_u, n * k, 4},
         {(void **)&w->sel_f, n * k, 4},     {(void **)&w->sel_g, n * k, 4},
         {(void **)&w->aux_idx, n * kx, 4},  {(void **)&w->aux_c, n * kx, 4},
@@ -54,13 +58,42 @@ sae_status sae__trainer_reserve(sae_trainer *t, int64_t n)
         {(void **)&w->row_factor, n, 4},    {(void **)&w->row_weight, n, 8},
         {(void **)&w->csc_row, n * (k + kx), 4}, {(void **)&w->csc_cd, n * (k + kx), 4},
         {(void **)&w->csc_ce, n * (k + kx), 4},  {(void **)&w->gm_weights, n + d, 8},
+        {(void **)&w->row_ptr, n + 1, 8},
     };
-    w->rows = 0;
+    w->rows = 0, w->entries = 0, w->list_entries = 0;
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
         if (regrow(a, rows[i].p, rows[i].count, rows[i].size))
             return SAE_ENOMEM;
-    w->rows = n;
+    w->rows = n, w->entries = n * k, w->list_entries = n * (k + kx);
     return SAE_OK;
+}
+
+/* Grow `count` arrays of floats or int32 to hold `want` entries (room for more: the number
+ * of codes varies from batch to batch), recording the new capacity. */
+static sae_status grow_entries(const sae_allocator *a, void **arrays[], size_t count,
+                               int64_t want, int64_t *capacity)
+{
+    if (want <= *capacity)
+        return SAE_OK;
+    const int64_t cap = want + want / 4;
+    *capacity = 0;
+    for (size_t i = 0; i < count; i++)
+        if (regrow(a, arrays[i], cap, 4))
+            return SAE_ENOMEM;
+    *capacity = cap;
+    return SAE_OK;
+}
+
+sae_status sae__ensure_entries(sae_trainer *t, int64_t nnz, bool lists)
+{
+    sae__workspace *w = &t->ws;
+    void **sel[] = {(void **)&w->sel_idx, (void **)&w->sel_u, (void **)&w->sel_f,
+                    (void **)&w->sel_g};
+    void **csc[] = {(void **)&w->csc_row, (void **)&w->csc_cd, (void **)&w->csc_ce};
+    sae_status s = grow_entries(t->allocator, sel, 4, nnz, &w->entries);
+    if (s == SAE_OK && lists)
+        s = grow_entries(t->allocator, csc, 3, nnz, &w->list_entries);
+    return s;
 }
 
 /* Arrays of fixed size, allocated with the trainer. */
@@ -85,7 +118,7 @@ static sae_status alloc_fixed(sae_trainer *t)
         {(void **)&w->csc_ptr, F + 1, 8},     {(void **)&w->csc_fill, F, 8},
         {(void **)&w->csc_split, F, 8},
         {(void **)&w->grad_sq, 2 * F, 8}, {(void **)&w->b_dec_backup, d, 4},
-        {(void **)&w->col_tmp, F, 4},
+        {(void **)&w->col_tmp, F, 4},         {(void **)&w->feat_sums, 4 * F, 8},
         {(void **)&w->thread_scratch, (int64_t)w->scratch_bytes * c->threads, 1},
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
@@ -107,8 +140,8 @@ void sae_trainer_free(sae_trainer *t)
                      w->aux_g, w->row_sums, w->row_factor, w->row_weight, w->col_tmp,
                      w->dec_norm, w->fired, w->dead, w->dead_list, w->counts_next, w->csc_ptr,
                      w->csc_fill, w->csc_split, w->csc_row, w->csc_cd, w->csc_ce, w->grad_sq,
-                     w->b_dec_backup, w->gm_weights, w->thread_scratch, t->ex.xs, t->ex.keys,
-                     t->ex.picked};
+                     w->b_dec_backup, w->gm_weights, w->thread_scratch, w->row_ptr,
+                     w->feat_sums, t->ex.xs, t->ex.keys, t->ex.picked};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
         sae__free(t->allocator, owned[i]);
     sae__free(t->allocator, t);
@@ -127,8 +160,13 @@ sae_status sae__trainer_make(sae_trainer **out, const sae_trainer_options *resol
     t->opts = *resolved;
     t->cfg = *cfg;
     t->allocator = a;
-    t->n_params = 2 * cfg->F * cfg->d_in + cfg->F + cfg->d_in;
-    t->threshold = -1.0f;
+    t->n_params = 2 * cfg->F * cfg->d_in + cfg->F + cfg->d_in +
+                  sae__extra_blocks(cfg->arch) * cfg->F;
+    /* SAELens' BatchTopK threshold starts at 0, the others unset */
+    t->threshold = cfg->arch == SAE_ARCH_BATCHTOPK &&
+                           cfg->batchtopk_threshold == SAE_BATCHTOPK_THRESHOLD_SAELENS
+                       ? 0.0f
+                       : -1.0f;
     t->b_dec_pending = cfg->b_dec_init == SAE_BDEC_MEAN ||
                        cfg->b_dec_init == SAE_BDEC_GEOMETRIC_MEDIAN;
     sae_rng_init(&t->ex.rng, cfg->seed, SAE__RESAMPLE_STREAM);
@@ -137,10 +175,10 @@ sae_status sae__trainer_make(sae_trainer **out, const sae_trainer_options *resol
         sae_trainer_free(t);
         return SAE_ENOMEM;
     }
-    t->p = sae__params_view(t->param, cfg->F, cfg->d_in);
-    t->gp = sae__params_view(t->grad, cfg->F, cfg->d_in);
-    t->mp = sae__params_view(t->m, cfg->F, cfg->d_in);
-    t->vp = sae__params_view(t->v, cfg->F, cfg->d_in);
+    t->p = sae__params_layout(cfg, t->param);
+    t->gp = sae__params_layout(cfg, t->grad);
+    t->mp = sae__params_layout(cfg, t->m);
+    t->vp = sae__params_layout(cfg, t->v);
     *out = t;
     return SAE_OK;
 }
@@ -182,33 +220,56 @@ sae_status sae_trainer_create_from(sae_trainer **out, const sae_dict *init,
     sae_dict_weights dw = SAE_DICT_WEIGHTS_INIT;
     sae_dict_get_config(init, &dc);
     sae_dict_get_weights(init, &dw);
-    if (dc.arch != SAE_ARCH_STANDARD && dc.arch != SAE_ARCH_TOPK)
-        return sae__fail(SAE_EUNSUPPORTED, "training %s SAEs is not supported yet",
+    if (dc.arch == SAE_ARCH_BATCHTOPK)
+        return sae__fail(SAE_EUNSUPPORTED, "batchtopk dictionaries cannot be trained further "
+                                           "(the trainer exports BatchTopK as JumpReLU)");
+    if (dc.input_norm != SAE_NORM_NONE)
+        return sae__fail(SAE_EUNSUPPORTED,
+                         "the trainer needs a dictionary without input normalisation");
+    if ((dc.flags & SAE_DICT_RESCALE_BY_DECODER_NORM) &&
+        (dc.arch == SAE_ARCH_JUMPRELU || dc.arch == SAE_ARCH_GATED))
+        return sae__fail(SAE_EUNSUPPORTED, "a %s dictionary that rescales by decoder norms "
+                                           "cannot be trained: fold the norms first",
                          sae_arch_name(dc.arch));
-    if (dc.input_norm != SAE_NORM_NONE || (dc.flags & SAE_DICT_NO_B_DEC_INPUT))
-        return sae__fail(SAE_EUNSUPPORTED, "the trainer needs a dictionary without input "
-                                           "normalisation that subtracts b_dec from its input");
     sae_trainer_options shape = SAE_TRAINER_OPTIONS_INIT;
     shape.arch = dc.arch, shape.d_in = dc.d_in, shape.d_sae = dc.d_sae, shape.k = dc.k;
+    shape.b_dec_input = dc.flags & SAE_DICT_NO_B_DEC_INPUT ? SAE_SWITCH_OFF : SAE_SWITCH_ON;
     sae_trainer_options o;
     sae__train_cfg c;
     sae_status s = sae__trainer_resolve(options, true, &shape, &o, &c);
+    const int64_t F = c.F, d = c.d_in;
+    for (int64_t j = 0; s == SAE_OK && c.arch == SAE_ARCH_JUMPRELU && c.log_threshold && j < F;
+         j++)
+        if (!(dw.threshold[j] > 0))
+            s = sae__fail(SAE_EINVAL, "threshold[%lld] = %g: training log thresholds needs "
+                                      "positive ones", (long long)j, (double)dw.threshold[j]);
     if (s == SAE_OK)
         s = sae__trainer_make(out, &o, &c);
     if (s != SAE_OK)
         return s;
     sae_trainer *t = *out;
-    const int64_t F = c.F, d = c.d_in;
     transpose(dw.W_enc, d, F, t->p.W_encT);
     memcpy(t->p.W_dec, dw.W_dec, sizeof(float) * (size_t)(F * d));
-    if (dw.b_enc)
-        memcpy(t->p.b_enc, dw.b_enc, sizeof(float) * (size_t)F);
-    else
-        memset(t->p.b_enc, 0, sizeof(float) * (size_t)F);
-    if (dw.b_dec && c.b_dec_init != SAE_BDEC_ZERO)
-        memcpy(t->p.b_dec, dw.b_dec, sizeof(float) * (size_t)d);
-    else
-        memset(t->p.b_dec, 0, sizeof(float) * (size_t)d);
+    /* Gated: b_gate is the b_enc block */
+    const float *b_enc = c.arch == SAE_ARCH_GATED ? dw.b_gate : dw.b_enc;
+    const struct {
+        float *dst;
+        const float *src;
+        int64_t count;
+    } vectors[] = {{t->p.b_enc, b_enc, F},
+                   {t->p.b_dec, c.b_dec_init == SAE_BDEC_ZERO ? NULL : dw.b_dec, d},
+                   {t->p.r_mag, dw.r_mag, F},
+                   {t->p.b_mag, dw.b_mag, F}};
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        if (!vectors[i].dst)
+            continue;
+        if (vectors[i].src) /* absent optional vectors are zeros */
+            memcpy(vectors[i].dst, vectors[i].src, sizeof(float) * (size_t)vectors[i].count);
+        else
+            memset(vectors[i].dst, 0, sizeof(float) * (size_t)vectors[i].count);
+    }
+    for (int64_t j = 0; t->p.theta && j < F; j++) /* torch.log of the saved threshold */
+        t->p.theta[j] = c.log_threshold ? logf(dw.threshold[j]) : dw.threshold[j];
     return SAE_OK;
 }
 
@@ -217,9 +278,13 @@ sae_status sae_trainer_create_from(sae_trainer **out, const sae_dict *init,
 sae_status sae__forward_backward(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
                                  double l1_coef, sae__loss_terms *out)
 {
-    if (t->cfg.arch == SAE_ARCH_TOPK)
-        return sae__topk_loss_grad(t, n, x, ldx, out);
-    return sae__standard_loss_grad(t, n, x, ldx, l1_coef, out);
+    switch (t->cfg.arch) {
+    case SAE_ARCH_TOPK: return sae__topk_loss_grad(t, n, x, ldx, out);
+    case SAE_ARCH_BATCHTOPK: return sae__batchtopk_loss_grad(t, n, x, ldx, out);
+    case SAE_ARCH_JUMPRELU: return sae__jumprelu_loss_grad(t, n, x, ldx, l1_coef, out);
+    case SAE_ARCH_GATED: return sae__gated_loss_grad(t, n, x, ldx, l1_coef, out);
+    default: return sae__standard_loss_grad(t, n, x, ldx, l1_coef, out);
+    }
 }
 
 /* Arguments of a batch; a non-finite x is reported at its first position. */
@@ -313,6 +378,8 @@ sae_status sae_trainer_step(sae_trainer *t, int64_t n, const float *x, int64_t l
                            ? (float)L.row_min_mean
                            : (float)(c->threshold_beta * t->threshold +
                                      (1.0 - c->threshold_beta) * L.row_min_mean);
+    if (c->arch == SAE_ARCH_BATCHTOPK)
+        t->threshold = sae__batchtopk_threshold(c, t->step, t->threshold, L.min_positive);
     sae_train_metrics m = metrics_of(t, &L, lr, grad_norm);
     t->ex.act_scale = scale;
     int64_t resampled;
@@ -345,6 +412,14 @@ sae_status sae__trainer_loss_and_grad(sae_trainer *t, int64_t n, const float *x,
         memcpy(out->b_enc, t->gp.b_enc, sizeof(float) * (size_t)F);
         memcpy(out->W_dec, t->gp.W_dec, sizeof(float) * (size_t)(F * d));
         memcpy(out->b_dec, t->gp.b_dec, sizeof(float) * (size_t)d);
+        const struct {
+            float *dst;
+            const float *src;
+        } extra[] = {{out->theta, t->gp.theta}, {out->r_mag, t->gp.r_mag},
+                     {out->b_mag, t->gp.b_mag}};
+        for (size_t i = 0; i < sizeof extra / sizeof extra[0]; i++)
+            if (extra[i].dst && extra[i].src)
+                memcpy(extra[i].dst, extra[i].src, sizeof(float) * (size_t)F);
     }
     return SAE_OK;
 }
@@ -359,20 +434,29 @@ sae_status sae_trainer_export(const sae_trainer *t, sae_dict **out)
     const sae__train_cfg *c = &t->cfg;
     const int64_t F = c->F, d = c->d_in;
     const sae_allocator *a = t->allocator;
-    const bool topk = c->arch == SAE_ARCH_TOPK, threshold = topk && t->threshold >= 0;
+    const bool topk = c->arch == SAE_ARCH_TOPK, batch = c->arch == SAE_ARCH_BATCHTOPK;
+    const bool jump = c->arch == SAE_ARCH_JUMPRELU, gated = c->arch == SAE_ARCH_GATED;
+    const bool threshold = (topk && t->threshold >= 0) || batch || jump;
     sae_dict_config dc = SAE_DICT_CONFIG_INIT;
-    dc.arch = c->arch, dc.d_in = d, dc.d_sae = F, dc.k = topk ? c->k : 0;
-    if (topk)
-        dc.flags = (c->relu_first ? SAE_DICT_RELU_BEFORE_TOPK : 0u) |
-                   (c->rescale ? SAE_DICT_RESCALE_BY_DECODER_NORM : 0u);
+    dc.arch = batch ? SAE_ARCH_JUMPRELU : c->arch, dc.d_in = d, dc.d_sae = F;
+    dc.k = topk ? c->k : 0;
+    dc.flags = (topk && c->relu_first ? SAE_DICT_RELU_BEFORE_TOPK : 0u) |
+               (c->rescale ? SAE_DICT_RESCALE_BY_DECODER_NORM : 0u) |
+               (c->b_dec_input ? 0u : SAE_DICT_NO_B_DEC_INPUT);
+    /* Gated: b_gate, r_mag and b_mag in place of b_enc */
     float *W_enc = sae__alloc_array(a, (size_t)(F * d), sizeof(float));
     float *W_dec = sae__alloc_array(a, (size_t)(F * d), sizeof(float));
     float *b_enc = sae__alloc_array(a, (size_t)F, sizeof(float));
     float *b_dec = sae__alloc_array(a, (size_t)d, sizeof(float));
     float *thr = threshold ? sae__alloc_array(a, (size_t)F, sizeof(float)) : NULL;
+    float *r_mag = gated ? sae__alloc_array(a, (size_t)F, sizeof(float)) : NULL;
+    float *b_mag = gated ? sae__alloc_array(a, (size_t)F, sizeof(float)) : NULL;
     sae_dict_weights w = SAE_DICT_WEIGHTS_INIT;
-    w.W_enc = W_enc, w.b_enc = b_enc, w.W_dec = W_dec, w.b_dec = b_dec, w.threshold = thr;
-    if (!W_enc || !W_dec || !b_enc || !b_dec || (threshold && !thr)) {
+    w.W_enc = W_enc, w.W_dec = W_dec, w.b_dec = b_dec, w.threshold = thr;
+    w.b_enc = gated ? NULL : b_enc, w.b_gate = gated ? b_enc : NULL;
+    w.r_mag = r_mag, w.b_mag = b_mag;
+    if (!W_enc || !W_dec || !b_enc || !b_dec || (threshold && !thr) ||
+        (gated && (!r_mag || !b_mag))) {
         sae__dict_weights_free(a, &w);
         return SAE_ENOMEM;
     }
@@ -381,7 +465,11 @@ sae_status sae_trainer_export(const sae_trainer *t, sae_dict **out)
     memcpy(b_enc, t->p.b_enc, sizeof(float) * (size_t)F);
     memcpy(b_dec, t->p.b_dec, sizeof(float) * (size_t)d);
     for (int64_t j = 0; thr && j < F; j++)
-        thr[j] = t->threshold;
+        thr[j] = jump ? sae__theta_of(c, t->p.theta[j]) : t->threshold;
+    if (gated) {
+        memcpy(r_mag, t->p.r_mag, sizeof(float) * (size_t)F);
+        memcpy(b_mag, t->p.b_mag, sizeof(float) * (size_t)F);
+    }
     sae__scale_config(t, &dc);
     sae_status s = sae__dict_adopt(out, &dc, &w, a);
     return s == SAE_OK ? sae__scale_fold(out) : s;

@@ -3,13 +3,19 @@
  * the files of lib/trainer/ and by tests/test_trainer.c.
  *
  * Parameters, Adam moments and gradients share one layout, a contiguous block of
- *     W_encT (F, d_in) | W_dec (F, d_in) | b_enc (F) | b_dec (d_in)
+ *     W_encT (F, d_in) | W_dec (F, d_in) | b_enc (F) | b_dec (d_in) | extra blocks (F each)
  * W_encT is W_enc transposed (nn.Linear's encoder.weight): feature j's encoder column is the
- * contiguous row j, so the sparse backward writes whole rows of both weight gradients, and Adam
- * is one pass over one array.
+ * contiguous row j, so the sparse backward writes whole rows of both weight gradients, and Adam,
+ * clipping and the global gradient norm are one pass over one array. The extra blocks:
+ *     JumpReLU  theta (F)          the trained threshold: log(theta_j) or theta_j
+ *     Gated     r_mag (F) | b_mag (F)     (b_gate is the b_enc block)
+ * so a checkpoint of the whole param / m / v blocks (n_params floats each) covers every
+ * architecture.
  */
 #ifndef SAE_TRAINER_INTERNAL_H
 #define SAE_TRAINER_INTERNAL_H
+
+#include <math.h>
 
 #include "../internal.h"
 #include "sae/trainer.h"
@@ -22,14 +28,16 @@ typedef struct sae__train_cfg {
     uint64_t seed;
     uint32_t flags;
     int32_t init, b_dec_init, lr_schedule, lr_warmup, mse, l1, auxk, dead_rule;
-    int32_t decoder_constraint;
-    bool relu_first, rescale;
+    int32_t decoder_constraint, jumprelu_sparsity, batchtopk_threshold;
+    bool relu_first, rescale, b_dec_input, log_threshold, gated_aux_attached;
     double decoder_init_norm, lr, beta1, beta2, adam_eps, clip_norm, lr_end;
     int64_t total_steps, warmup_steps, decay_steps, l1_warmup_steps;
     double l1_coefficient, auxk_coefficient, threshold_beta;
     int64_t k_aux, dead_window, threshold_start_step;
     int64_t resample_steps; /* 0: never */
     bool activation_scaling;
+    double bandwidth, init_threshold, tanh_scale, target_l0; /* JumpReLU */
+    int32_t jumprelu_products; /* JumpReLU: 0 by the codes' density, 1 dense, 2 sparse (tests) */
 } sae__train_cfg;
 
 /* Views of one parameter-shaped block (parameters, moments or gradients). */
@@ -38,13 +46,23 @@ typedef struct sae__params {
     float *W_dec;  /* (F, d_in) */
     float *b_enc;  /* (F) */
     float *b_dec;  /* (d_in) */
+    float *theta;  /* JumpReLU (F): log(theta) or theta (cfg.log_threshold), else NULL */
+    float *r_mag;  /* Gated (F), else NULL */
+    float *b_mag;  /* Gated (F), else NULL */
 } sae__params;
+
+/* The threshold theta_j of a JumpReLU feature from its trained parameter (torch's float exp). */
+static inline float sae__theta_of(const sae__train_cfg *c, float tau)
+{
+    return c->log_threshold ? expf(tau) : tau;
+}
 
 /* Scalars of one loss evaluation. */
 typedef struct sae__loss_terms {
     double loss, mse, l1, l1_coef, aux, fvu, l0;
     int64_t n_dead;
     double row_min_mean; /* TopK: mean over rows of the smallest positive kept code, -1 if none */
+    double min_positive; /* BatchTopK: smallest positive kept code of the batch, -1 if none */
 } sae__loss_terms;
 
 /* Workspace of a step, sized for `rows` rows. */
@@ -52,17 +70,27 @@ typedef struct sae__workspace {
     int64_t rows;             /* capacity */
     float *xp;                /* (rows, d_in)   x - b_dec */
     float *pre;               /* (rows, F)      x' W_enc (no b_enc); standard: codes f in place */
-    float *gpre;              /* standard: (rows, F) dL/dpre */
+    float *gpre;              /* standard: (rows, F) dL/dpre; Gated (2 rows, F): codes and
+                                 ReLU(pi_gate), then their gradients; BatchTopK: (rows, F)
+                                 selection keys; JumpReLU: (rows, F) dense products */
     float *G;                 /* (2 rows, d_in) dL/dx_hat (rows 0..n), dL/de_aux (rows n..2n) */
-    int32_t *sel_idx;         /* TopK: (rows, k) kept features, ascending */
-    float *sel_u, *sel_f, *sel_g; /* (rows, k) decode coefficient f/s, code f, dL/dpre */
+    int32_t *sel_idx;         /* TopK: (rows, k) kept features, ascending; BatchTopK, JumpReLU:
+                                 the kept codes of row b at row_ptr[b]..row_ptr[b + 1] */
+    float *sel_u, *sel_f, *sel_g; /* decode coefficient f/s, code f, dL/dpre of each code
+                                     (JumpReLU: sel_f is the code's dtheta share) */
+    int64_t *row_ptr;         /* BatchTopK, JumpReLU: (rows + 1) */
+    int64_t entries;          /* capacity of sel_* in codes */
+    int64_t list_entries;     /* capacity of csc_* */
     int32_t *aux_idx;         /* AuxK: (rows, k_aux) */
     float *aux_c, *aux_g;     /* (rows, k_aux) decode coefficient, dL/dpre */
     double *row_sums;         /* (rows, 4) per row: ||r||^2, positive codes, AuxK ||y||^2 or
-                                 L1 sum, smallest positive kept code */
+                                 L1 sum (JumpReLU: tanh sum), smallest positive kept code
+                                 (JumpReLU: codes above theta; Gated: aux ||y||^2) */
     float *row_factor;        /* (rows) a_b of dL/dx_hat_b = a_b r_b */
     double *row_weight;       /* (rows) standard: rho_b of the L1 term */
-    float *col_tmp;           /* (F) standard: sum_b rho_b f_bj */
+    float *col_tmp;           /* (F) standard: sum_b rho_b f_bj; JumpReLU: theta; Gated:
+                                 exp(r_mag), then sum_b dL/dt_b */
+    double *feat_sums;        /* (4 F) per-feature sums of the JumpReLU and Gated backward */
     float *dec_norm;          /* (F) ||d_j|| of this step */
     uint8_t *fired, *dead;    /* (F) */
     int32_t *dead_list;       /* (F) ids of dead features, ascending */
@@ -110,7 +138,8 @@ struct sae_trainer {
     sae__params p, gp, mp, vp;   /* views of param, grad, m, v */
     int64_t step;                /* steps taken (Adam's t before this step) */
     int64_t *since_fired;        /* (F) dead-rule counters */
-    float threshold;             /* TopK inference threshold, -1 until its EMA starts */
+    float threshold;             /* TopK, BatchTopK inference threshold, -1 until its EMA starts
+                                    (SAELens' BatchTopK rule: 0) */
     bool b_dec_pending;          /* b_dec is initialised from the first batch */
     sae__workspace ws;
     sae__train_extra ex;
@@ -145,8 +174,14 @@ double sae__l1_scale_at(const sae__train_cfg *c, int64_t s);
 
 /* ---- initialisation (init.c) -------------------------------------------------------------- */
 
+/* W_encT, W_dec, b_enc and b_dec of a block (extra blocks NULL). */
 sae__params sae__params_view(float *base, int64_t F, int64_t d_in);
-/* Draw W_encT and W_dec (b_enc, b_dec zero) from the seeded generator. */
+/* Extra per-feature blocks after b_dec: JumpReLU 1, Gated 2, others 0. */
+int64_t sae__extra_blocks(int32_t arch);
+/* Views of a block laid out for c's architecture (absent blocks NULL). */
+sae__params sae__params_layout(const sae__train_cfg *c, float *base);
+/* Draw W_encT and W_dec from the seeded generator; b_enc, b_dec, r_mag, b_mag zero, JumpReLU
+ * thresholds at init_threshold. */
 void sae__init_weights(const sae__train_cfg *c, sae__params *p);
 /* out (d) = mean of the n rows of x (ldx). */
 void sae__batch_mean(int64_t n, int64_t d, const float *x, int64_t ldx, float *out);
@@ -179,6 +214,26 @@ sae_status sae__topk_loss_grad(sae_trainer *t, int64_t n, const float *x, int64_
                                sae__loss_terms *out);
 sae_status sae__standard_loss_grad(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
                                    double l1_coef, sae__loss_terms *out);
+sae_status sae__batchtopk_loss_grad(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
+                                    sae__loss_terms *out);
+sae_status sae__jumprelu_loss_grad(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
+                                   double l1_coef, sae__loss_terms *out);
+sae_status sae__gated_loss_grad(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
+                                double l1_coef, sae__loss_terms *out);
+
+/* Room in sel_* for nnz codes, and with `lists` in csc_* for their entries (no AuxK entries:
+ * JumpReLU, whose number of codes varies from batch to batch): grows the workspace. */
+sae_status sae__ensure_entries(sae_trainer *t, int64_t nnz, bool lists);
+/* AuxK (TopK, BatchTopK; loss_topk.c) of a batch whose residuals r = x_hat - x are in G rows
+ * 0..n, over the n_dead dead features of w->dead_list: per row the selection, decode and dot
+ * products (aux_idx, aux_c, aux_g raw, G rows n..2n = y), then *aux, the term before its
+ * coefficient, and *beta with dL/de_aux = beta y. scale: decoder norms when rescaling, else
+ * NULL; tv: total variance of x. Returns the number kept per row (0: no AuxK). */
+int64_t sae__auxk_forward(sae_trainer *t, int64_t n, int64_t n_dead, const float *scale,
+                          double tv, double *aux, double *beta);
+/* BatchTopK inference threshold after step `step` (::sae_batchtopk_threshold) from theta and
+ * the batch's smallest positive kept code m (-1 if none). */
+float sae__batchtopk_threshold(const sae__train_cfg *c, int64_t step, float theta, double m);
 
 /* Shared stages. xp = x - b_dec; pre = xp W_enc (BLAS, without b_enc: its consumers add it
  * while they read each row); decoder norms. */
@@ -189,14 +244,31 @@ double sae__total_variance(int64_t n, int64_t d, const float *x, int64_t ldx);
  * sq: per-row ||r_b||^2 at sq[b * stride]; tv: total variance. */
 double sae__mse_terms(const sae__train_cfg *c, int64_t n, const float *x, int64_t ldx,
                       const double *sq, int64_t stride, double tv, float *factor);
-/* db_dec = sum of the given G rows - db_enc W_encT (the encoder's input is x - b_dec). */
+/* db_dec = sum of the given G rows - db_enc W_encT (the encoder's input is x - b_dec; without
+ * b_dec_input only the sum). */
 void sae__b_dec_grad(sae_trainer *t, int64_t n_rows, const float *G);
+/* The same with s (F) = sum_b dL/dt_b in place of db_enc (Gated: t feeds both paths). */
+void sae__b_dec_grad_from(sae_trainer *t, int64_t n_rows, const float *G, const float *s);
 
-/* Reference twin of both fast paths: dense loops in double, same conventions. since: dead
+/* Reference twin of every fast path (standard, TopK and BatchTopK here; JumpReLU and Gated
+ * dispatched to their own twins): dense loops in double, same conventions. since: dead
  * counters before the batch; grad: views of a gradient block like t->gp. ENOMEM only. */
 sae_status sae__loss_grad_ref(const sae__train_cfg *c, const sae__params *p, const int64_t *since,
                               double l1_coef, int64_t n, const float *x, int64_t ldx,
                               sae__params *grad, sae__loss_terms *out);
+/* Twin helpers (double): total variance of n rows of z (n, d); the reconstruction term of r
+ * (n, d) = x_hat - x with gx = dL/dx_hat and *sq = sum r^2 (tv: total variance of x). */
+double sae__variance_ref(const double *z, int64_t n, int64_t d);
+double sae__mse_ref(const sae__train_cfg *c, int64_t n, const float *x, int64_t ldx,
+                    const double *r, double tv, double *gx, double *sq);
+sae_status sae__jumprelu_loss_grad_ref(const sae__train_cfg *c, const sae__params *p,
+                                       const int64_t *since, double l1_coef, int64_t n,
+                                       const float *x, int64_t ldx, sae__params *grad,
+                                       sae__loss_terms *out);
+sae_status sae__gated_loss_grad_ref(const sae__train_cfg *c, const sae__params *p,
+                                    const int64_t *since, double l1_coef, int64_t n,
+                                    const float *x, int64_t ldx, sae__params *grad,
+                                    sae__loss_terms *out);
 
 /* ---- selection (select.c) ----------------------------------------------------------------- */
 
@@ -204,12 +276,20 @@ sae_status sae__loss_grad_ref(const sae__train_cfg *c, const sae__params *p, con
  * index, ids ascending), by radix select: for large k. keys: (n) scratch. */
 void sae__select_large(const float *v, int64_t n, int64_t k, uint32_t *keys, int32_t *idx,
                        float *val);
+/* The selection's order-preserving key of a float (-0 as +0). */
+uint32_t sae__select_key(float v);
+/* Radix select over keys[0..n) (1 <= k <= n, n may exceed INT32_MAX): the key of the k-th
+ * largest, and in *ties how many entries equal to it are kept (the first ones in index
+ * order). Keeping every key above it and those ties keeps exactly k. */
+uint32_t sae__radix_kth(const uint32_t *keys, int64_t n, int64_t k, int64_t *ties);
 
 /* ---- sparse gradient accumulation (sparse_grad.c) ----------------------------------------- */
 
 /* Per-feature lists (CSC) of the kept codes: main entries (row b) from sel_idx (n, k) and AuxK
  * entries (row n + b) from aux_idx (n, kx), in row order. */
 void sae__csc_build(sae__workspace *w, int64_t F, int64_t n, int64_t k, int64_t kx);
+/* The same with a variable number of main codes per row (row_ptr) and kx AuxK codes per row. */
+void sae__csc_build_rows(sae__workspace *w, int64_t F, int64_t n, int64_t kx);
 /* For every feature j (threads own disjoint feature ranges):
  *   dW_dec[j] = sum cd G[row],  dW_encT[j] = sum ce xp[row mod n],  db_enc[j] = sum ce. */
 void sae__csc_accumulate(sae_trainer *t, int64_t n);
@@ -293,6 +373,7 @@ void sae__resample_apply(sae_trainer *t, const uint8_t *dead, const float *x, in
  * b_dec (d_in). */
 typedef struct sae__grad_out {
     float *W_enc, *b_enc, *W_dec, *b_dec;
+    float *theta, *r_mag, *b_mag; /* (F) each, or NULL: the extra blocks */
 } sae__grad_out;
 
 /* Loss and gradients of a batch with the current parameters; no state changes (b_dec is not

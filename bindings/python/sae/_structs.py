@@ -123,7 +123,10 @@ AUXK_VARIANTS = {"preset": 0, "saelens": 1, "sparsify": 2, "dictionary_learning"
 DEAD_RULES = {"preset": 0, "steps": 1, "tokens_before": 2, "tokens_after": 3, "steps_after": 4}
 DECODER_CONSTRAINTS = {"preset": 0, "free": 1, "unit_exact": 2, "unit_eps": 3, "unit_raw": 4}
 B_DEC_INITS = {"preset": 0, "zero": 1, "mean": 2, "geometric_median": 3, "keep": 4}
-WEIGHT_INITS = {"preset": 0, "uniform_tied": 1, "normal_tied": 2, "sparsify": 3}
+WEIGHT_INITS = {"preset": 0, "uniform_tied": 1, "normal_tied": 2, "sparsify": 3, "untied": 4}
+JUMPRELU_SPARSITY = {"preset": 0, "step": 1, "tanh": 2, "target_l0": 3}
+GATED_AUX = {"preset": 0, "attached": 1, "detached": 2}
+BATCHTOPK_THRESHOLD = {"preset": 0, "saelens": 1, "dictionary_learning": 2}
 TOPK_RELU = {"preset": 0, "first": 1, "after": 2}
 
 #: ``SAE_TRAIN_SKIP_NONFINITE``, the one bit of ``sae_trainer_options.flags``.
@@ -184,7 +187,15 @@ TRAINER_OPTIONS = (
     ("allocator", c_void_p, INTERNAL),
     ("resample_steps", c_int64, OFF),
     ("activation_scaling", c_int32, SWITCH),
-    ("reserved", c_int32, INTERNAL),
+    ("b_dec_input", c_int32, SWITCH),
+    ("jumprelu_sparsity", c_int32, JUMPRELU_SPARSITY),
+    ("jumprelu_log_threshold", c_int32, SWITCH),
+    ("gated_aux", c_int32, GATED_AUX),
+    ("batchtopk_threshold", c_int32, BATCHTOPK_THRESHOLD),
+    ("jumprelu_bandwidth", c_double, POSITIVE),
+    ("jumprelu_init_threshold", c_double, OFF),
+    ("jumprelu_tanh_scale", c_double, POSITIVE),
+    ("target_l0", c_double, POSITIVE),
 )
 
 

@@ -247,7 +247,7 @@ def test_python_option_errors(kwargs, error, words):
     (dict(lr_schedule="cosine"), -1, "total_steps"),
     (dict(mse=9), -1, "mse = 9"),
     (dict(preset="sparsify"), -7, "TopK"),
-    (dict(arch="gated"), -7, "gated"),
+    (dict(arch="gated", preset="sparsify"), -7, "TopK"),
     (dict(lr=float("inf")), -6, "lr is inf"),
     (dict(beta2=float("inf")), -6, "beta2"),
 ])
