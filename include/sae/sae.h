@@ -18,6 +18,7 @@
 #include "encoder.h"
 #include "eval.h"
 #include "io.h"
+#include "patch.h"
 #include "safetensors.h"
 #include "source.h"
 #include "synth.h"
