@@ -20,6 +20,7 @@
 #include "eval.h"
 #include "host.h"
 #include "io.h"
+#include "patch.h"
 #include "safetensors.h"
 #include "source.h"
 #include "synth.h"
