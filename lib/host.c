@@ -1,6 +1,8 @@
 /* host.c: the library side of `sae_host` (include/sae/host.h): checking a caller's callback
  * table and the arguments of a pass before the host sees them, and hook-name lookup. The hosts
- * themselves (engines, the llama2.c host in examples/llama2) live outside the library. */
+ * themselves (engines, the llama2.c host in examples/llama2) live outside the library. Also the
+ * scalar metrics on logits (cross-entropy, logit difference) whose gradient seeds a backward. */
+#include <math.h>
 #include <string.h>
 
 #include "internal.h"
@@ -127,4 +129,98 @@ SAE_API sae_status sae_host_backward(const sae_host *host, int64_t n_seq, int64_
     sae_clear_error();
     s = h.backward(h.user, n_seq, seq_len, d_logits, d_hooks, stop_grad);
     return s == SAE_OK ? SAE_OK : host_failed(s, "backward");
+}
+
+/* (n, v) elements without overflow of the buffer size. */
+static sae_status check_logits_shape(int64_t n, int64_t v, const char *what)
+{
+    if (n < 1 || v < 1 || n > INT64_MAX / (int64_t)sizeof(float) / v)
+        return sae__fail(SAE_ESHAPE, "%s of %lld rows of %lld logits: need >= 1 of each",
+                         what, (long long)n, (long long)v);
+    return SAE_OK;
+}
+
+/* log Σ_j exp(z_j) of one row of v logits, in double. */
+static double row_logsumexp(const float *z, int64_t v)
+{
+    double max = z[0], sum = 0.0;
+    for (int64_t j = 1; j < v; j++)
+        max = z[j] > max ? z[j] : max;
+    for (int64_t j = 0; j < v; j++)
+        sum += exp(z[j] - max);
+    return max + log(sum);
+}
+
+SAE_API sae_status sae_logits_ce(float *out_ce, float *d_logits, const float *logits,
+                                 const int32_t *targets, int64_t n_tokens, int64_t vocab_size)
+{
+    if (!out_ce || !logits || !targets)
+        return sae__fail(SAE_EINVAL, "sae_logits_ce: out_ce, logits or targets is NULL");
+    sae_status s = check_logits_shape(n_tokens, vocab_size, "sae_logits_ce");
+    if (s != SAE_OK)
+        return s;
+    int64_t count = 0;
+    for (int64_t i = 0; i < n_tokens; i++) {
+        if (targets[i] >= vocab_size)
+            return sae__fail(SAE_ERANGE, "sae_logits_ce: target %d of row %lld is outside "
+                             "[0, %lld)", (int)targets[i], (long long)i, (long long)vocab_size);
+        count += targets[i] >= 0;
+    }
+    if (count == 0)
+        return sae__fail(SAE_EINVAL, "sae_logits_ce: no row has a target (all negative)");
+    /* First the loss (nothing written on failure), then the gradient. */
+    double total = 0.0;
+    for (int64_t i = 0; i < n_tokens; i++) {
+        if (targets[i] < 0)
+            continue;
+        const float *z = logits + i * vocab_size;
+        total += row_logsumexp(z, vocab_size) - z[targets[i]];
+    }
+    if (!isfinite(total))
+        return sae__fail(SAE_ENUMERIC, "sae_logits_ce: the logits are not finite");
+    *out_ce = (float)(total / (double)count);
+    if (!d_logits)
+        return SAE_OK;
+    for (int64_t i = 0; i < n_tokens; i++) {
+        const float *z = logits + i * vocab_size;
+        float *d = d_logits + i * vocab_size;
+        if (targets[i] < 0) {
+            memset(d, 0, (size_t)vocab_size * sizeof(float));
+            continue;
+        }
+        double lse = row_logsumexp(z, vocab_size);
+        for (int64_t j = 0; j < vocab_size; j++)
+            d[j] = (float)((exp(z[j] - lse) - (j == targets[i])) / (double)count);
+    }
+    return SAE_OK;
+}
+
+SAE_API sae_status sae_logits_diff(float *out_diff, float *d_logits, const float *logits,
+                                   int64_t n_seq, int64_t seq_len, int64_t vocab_size,
+                                   int32_t token_a, int32_t token_b)
+{
+    if (!out_diff || !logits)
+        return sae__fail(SAE_EINVAL, "sae_logits_diff: out_diff or logits is NULL");
+    sae_status s = check_logits_shape(n_seq, seq_len, "sae_logits_diff");
+    if (s != SAE_OK || (s = check_logits_shape(n_seq * seq_len, vocab_size,
+                                               "sae_logits_diff")) != SAE_OK)
+        return s;
+    if (token_a < 0 || token_a >= vocab_size || token_b < 0 || token_b >= vocab_size)
+        return sae__fail(SAE_ERANGE, "sae_logits_diff: tokens %d and %d must be in [0, %lld)",
+                         (int)token_a, (int)token_b, (long long)vocab_size);
+    double total = 0.0;
+    for (int64_t sq = 0; sq < n_seq; sq++) {
+        const float *z = logits + (sq * seq_len + seq_len - 1) * vocab_size;
+        total += (double)z[token_a] - (double)z[token_b];
+    }
+    *out_diff = (float)(total / (double)n_seq);
+    if (d_logits) {
+        memset(d_logits, 0, (size_t)(n_seq * seq_len * vocab_size) * sizeof(float));
+        for (int64_t sq = 0; sq < n_seq; sq++) {
+            float *d = d_logits + (sq * seq_len + seq_len - 1) * vocab_size;
+            d[token_a] += 1.0f / (float)n_seq;
+            d[token_b] -= 1.0f / (float)n_seq;
+        }
+    }
+    return SAE_OK;
 }

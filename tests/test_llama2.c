@@ -1,6 +1,8 @@
 /* test_llama2.c: the llama2.c host (examples/llama2) and the sae_host interface: greedy text of
  * stories260K, batched forward against KV-cache steps, hook points through sae_host_forward,
+ * the backward pass against finite differences (with stop-gradient), the logit metrics,
  * tokenizer round trips with byte fallback, and malformed checkpoints and tokenizers. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,7 +239,9 @@ static void test_host_hooks(void **state)
     tokens[3] = 378;
     assert_int_equal(sae_host_forward(&host, tokens, 1, 513, clean, NULL, NULL), SAE_ESHAPE);
     assert_int_equal(sae_host_forward(&host, tokens, 0, T, clean, NULL, NULL), SAE_ESHAPE);
-    assert_int_equal(sae_host_backward(&host, S, T, clean, NULL, NULL), SAE_EUNSUPPORTED);
+    sae_host no_backward = host;
+    no_backward.backward = NULL;
+    assert_int_equal(sae_host_backward(&no_backward, S, T, clean, NULL, NULL), SAE_EUNSUPPORTED);
 
     /* Bad tables. */
     sae_host bad = host;
@@ -261,6 +265,303 @@ static void test_host_hooks(void **state)
     test_free(r.saved);
     test_free(clean);
     test_free(patched);
+    llama2_model_free(m);
+}
+
+/* ---- backward -------------------------------------------------------------------------------- */
+
+enum { BS = 2, BT = 6, BV = 512, BD = 64, BHOOKS = 20, BN = BS * BT };
+static const int32_t btokens[BN] = {1, 403, 261, 378, 300, 271, 1, 5, 259, 100, 511, 42};
+
+/* A forward that adds delta at index idx of hook `at`, after resetting every hook with
+ * freeze[h] to its clean activations (clean: (BHOOKS, BN, BD)) — the forward in which the frozen
+ * hooks are constants, whose derivative is what stop-gradient promises. Records into save. */
+typedef struct {
+    int32_t at;
+    int64_t idx;
+    float delta;
+    const uint8_t *freeze;
+    const float *clean;
+    float *save;
+} perturb;
+
+static sae_status perturb_hook(void *user, int32_t id, float *x, int64_t n, int64_t ld)
+{
+    perturb *p = user;
+    assert_int_equal(n * ld, BN * BD);
+    if (p->freeze && p->freeze[id])
+        memcpy(x, p->clean + (int64_t)id * BN * BD, BN * BD * sizeof(float));
+    if (id == p->at)
+        x[p->idx] += p->delta;
+    if (p->save)
+        memcpy(p->save + (int64_t)id * BN * BD, x, BN * BD * sizeof(float));
+    return SAE_OK;
+}
+
+/* f = Σ logits ⊙ wts (double), after a forward with the perturbation p. */
+static double metric(const sae_host *host, perturb *p, const float *wts, float *logits)
+{
+    assert_sae_ok(sae_host_forward(host, btokens, BS, BT, logits, perturb_hook, p));
+    double f = 0.0;
+    for (int i = 0; i < BN * BV; i++)
+        f += (double)logits[i] * wts[i];
+    return f;
+}
+
+static sae_status cancel_hook(void *user, int32_t id, float *x, int64_t n, int64_t ld)
+{
+    (void)user, (void)x, (void)n, (void)ld;
+    return id == 7 ? SAE_ECANCELED : SAE_OK;
+}
+
+static uint32_t lcg(uint32_t *state) { return (*state = *state * 1664525u + 1013904223u) >> 8; }
+
+/* Central difference of f at step eps: (f(+eps) − f(−eps)) / 2 eps = f' + eps² f⁽³⁾/6 + .... */
+static double central(const sae_host *host, perturb *p, float eps, const float *wts,
+                      float *logits)
+{
+    p->delta = eps;
+    double fp = metric(host, p, wts, logits);
+    p->delta = -eps;
+    return (fp - metric(host, p, wts, logits)) / (2.0 * (double)eps);
+}
+
+/* Richardson extrapolation (4 D(eps) − D(2 eps)) / 3 = f' + O(eps⁴): the eps² term cancels, so
+ * eps can be large enough that float32 rounding in the forward does not matter. */
+static double richardson(const sae_host *host, perturb *p, float eps, const float *wts,
+                         float *logits)
+{
+    return (4.0 * central(host, p, eps, wts, logits) - central(host, p, 2 * eps, wts, logits)) /
+           3.0;
+}
+
+/* Gradients of f at all 20 hooks (into grads) against finite differences at 6 coordinates of
+ * each hook, with the hooks in `stop` stopped (and frozen in the finite differences). Returns
+ * the largest relative error. The float32 forward rounds f by ~1e-3 (12 · 512 logits), which
+ * with a plain central difference at eps = 1e-2 of the activations' rms costs errors of ~5%;
+ * Richardson extrapolation allows eps = 0.2 rms (the truncation error is O(eps⁴)), where the
+ * measured worst error is 5e-3 (2e-3 with stops) against 1e-2 allowed. Errors are relative to
+ * max(|gradient component|, 0.05 · rms of that hook's gradient), so that components that are
+ * tiny by accident are judged on the scale of their hook. */
+static double check_gradients(const sae_host *host, const uint8_t *stop, const float *wts,
+                              float **grads)
+{
+    float *clean = test_malloc(BHOOKS * BN * BD * sizeof(float));
+    float *logits = test_malloc(BN * BV * sizeof(float));
+    perturb p = {-1, 0, 0.0f, NULL, NULL, clean};
+    metric(host, &p, wts, logits); /* records the clean activations; the backward's forward */
+    assert_sae_ok(sae_host_backward(host, BS, BT, wts, grads, stop));
+    uint32_t rng = 7;
+    double worst = 0.0;
+    p.save = NULL;
+    p.freeze = stop;
+    p.clean = clean;
+    for (int32_t h = 0; h < BHOOKS; h++) {
+        const float *x = clean + (int64_t)h * BN * BD;
+        double ss = 0.0, gs = 0.0;
+        for (int i = 0; i < BN * BD; i++) {
+            ss += (double)x[i] * x[i];
+            gs += (double)grads[h][i] * grads[h][i];
+        }
+        float eps = (float)(0.2 * sqrt(ss / (BN * BD)));
+        double gscale = 0.05 * sqrt(gs / (BN * BD));
+        for (int c = 0; c < 6; c++) {
+            p.at = h;
+            p.idx = lcg(&rng) % (BN * BD);
+            double fd = richardson(host, &p, eps, wts, logits), an = grads[h][p.idx];
+            if (gscale == 0.0) { /* no gradient at this hook: none in the differences either */
+                assert_true(fabs(fd) < 1e-9);
+                continue;
+            }
+            double err = fabs(fd - an) / (fabs(an) > gscale ? fabs(an) : gscale);
+            if (err > 1e-2)
+                print_message("hook %d index %lld: backward %.6g, finite difference %.6g\n",
+                              (int)h, (long long)p.idx, an, fd);
+            worst = err > worst ? err : worst;
+        }
+    }
+    test_free(clean);
+    test_free(logits);
+    return worst;
+}
+
+static float *random_weights(void)
+{
+    float *wts = test_malloc(BN * BV * sizeof(float));
+    uint32_t rng = 3;
+    for (int i = 0; i < BN * BV; i++)
+        wts[i] = (float)(lcg(&rng) % 2001) / 1000.0f - 1.0f;
+    return wts;
+}
+
+static float **alloc_grads(void)
+{
+    float **g = test_malloc(BHOOKS * sizeof(float *));
+    for (int h = 0; h < BHOOKS; h++)
+        g[h] = test_malloc(BN * BD * sizeof(float));
+    return g;
+}
+
+static void free_grads(float **g)
+{
+    for (int h = 0; h < BHOOKS; h++)
+        test_free(g[h]);
+    test_free(g);
+}
+
+/* The backward pass at every hook point agrees with finite differences of the forward. */
+static void test_backward_finite_differences(void **state)
+{
+    llama2_model *m = load_model();
+    sae_host host;
+    llama2_model_host(m, &host);
+    float *wts = random_weights();
+    float **grads = alloc_grads();
+    double worst = check_gradients(&host, NULL, wts, grads);
+    print_message("backward vs finite differences: worst relative error %.3g\n", worst);
+    assert_true(worst < 1e-2);
+    free_grads(grads);
+    test_free(wts);
+    llama2_model_free(m);
+}
+
+/* Stop-gradient: the gradient of the forward in which the stopped hooks are constants. */
+static void test_backward_stop_grad(void **state)
+{
+    llama2_model *m = load_model();
+    sae_host host;
+    llama2_model_host(m, &host);
+    float *wts = random_weights();
+    float **grads = alloc_grads(), **full = alloc_grads();
+    /* attn_out.1 (id 5), resid_pre.2 (8), resid_post.2 (11), mlp_out.3 (14) stopped. */
+    uint8_t stop[BHOOKS] = {0};
+    stop[5] = stop[8] = stop[11] = stop[14] = 1;
+    double worst = check_gradients(&host, stop, wts, grads);
+    print_message("stop-gradient vs finite differences: worst relative error %.3g\n", worst);
+    assert_true(worst < 1e-2);
+    /* resid_post.2 stopped: nothing reaches the hooks before it, though it gets its own. */
+    for (int h = 0; h < 11; h++)
+        for (int i = 0; i < BN * BD; i++)
+            assert_true(grads[h][i] == 0.0f);
+    assert_true(fabsf(grads[11][0]) + fabsf(grads[11][1]) > 0.0f);
+
+    /* Direct path: attn_out and mlp_out of layers 3 and 4 and mlp_out.2 stopped. attn_out.2
+     * then gets only the final norm and classifier — exactly the gradient at resid_post.4 —
+     * while without stops it differs. */
+    float *logits = test_malloc(BN * BV * sizeof(float));
+    perturb p = {-1, 0, 0.0f, NULL, NULL, NULL};
+    metric(&host, &p, wts, logits);
+    memset(stop, 0, sizeof stop);
+    stop[10] = stop[13] = stop[14] = stop[17] = stop[18] = 1;
+    assert_sae_ok(sae_host_backward(&host, BS, BT, wts, grads, stop));
+    assert_memory_equal(grads[9], grads[19], BN * BD * sizeof(float));
+    assert_memory_equal(grads[11], grads[19], BN * BD * sizeof(float));
+    assert_sae_ok(sae_host_backward(&host, BS, BT, wts, full, NULL));
+    assert_memory_equal(full[19], grads[19], BN * BD * sizeof(float));
+    double diff = 0.0;
+    for (int i = 0; i < BN * BD; i++)
+        diff += fabs(full[9][i] - grads[9][i]);
+    assert_true(diff > 1e-3);
+    /* Only one hook wanted: the same numbers as when all are. */
+    float *only[BHOOKS] = {NULL};
+    only[6] = grads[0];
+    assert_sae_ok(sae_host_backward(&host, BS, BT, wts, only, NULL));
+    assert_memory_equal(grads[0], full[6], BN * BD * sizeof(float));
+
+    /* Errors: another shape than the last forward; no forward yet; a failed forward. */
+    assert_int_equal(sae_host_backward(&host, 1, BT, wts, grads, NULL), SAE_ESHAPE);
+    assert_non_null(strstr(llama2_last_error(), "last forward"));
+    llama2_model *fresh = load_model();
+    assert_int_equal(llama2_model_backward(fresh, BS, BT, wts, grads, NULL), SAE_EINVAL);
+    p.freeze = NULL;
+    assert_int_equal(llama2_model_forward(m, btokens, BS, BT + 1000, logits, NULL, NULL),
+                     SAE_ESHAPE);
+    assert_sae_ok(llama2_model_backward(m, BS, BT, wts, grads, NULL)); /* checked first */
+    assert_int_equal(llama2_model_forward(m, btokens, BS, BT, logits, cancel_hook, NULL),
+                     SAE_ECANCELED);
+    assert_int_equal(llama2_model_backward(m, BS, BT, wts, grads, NULL), SAE_EINVAL);
+    llama2_model_free(fresh);
+
+    test_free(logits);
+    free_grads(grads);
+    free_grads(full);
+    test_free(wts);
+    llama2_model_free(m);
+}
+
+/* sae_logits_ce and sae_logits_diff against direct formulas and finite differences, and the
+ * gradient of next-token CE at resid_pre.0 through the host against finite differences. */
+static void test_logit_metrics(void **state)
+{
+    enum { N = 3, V = 5 };
+    const float z[N * V] = {0.1f, 2.0f, -1.0f, 0.5f, 0.0f, 3.0f, 1.0f, 1.0f, -2.0f, 0.3f,
+                            -0.5f, 0.0f, 0.7f, 0.2f, 1.5f};
+    const int32_t targets[N] = {1, -1, 4};
+    float ce = 0.0f, d[N * V], diff = 0.0f;
+    assert_sae_ok(sae_logits_ce(&ce, d, z, targets, N, V));
+    double want = 0.0;
+    for (int i = 0; i < N; i += 2) {
+        double sum = 0.0;
+        for (int j = 0; j < V; j++)
+            sum += exp(z[i * V + j]);
+        want += (log(sum) - z[i * V + targets[i]]) / 2.0;
+    }
+    assert_true(fabs(ce - want) < 1e-6);
+    float zp[N * V];
+    for (int k = 0; k < N * V; k++) {
+        float hi, lo;
+        memcpy(zp, z, sizeof zp);
+        zp[k] += 1e-2f;
+        assert_sae_ok(sae_logits_ce(&hi, NULL, zp, targets, N, V));
+        zp[k] -= 2e-2f;
+        assert_sae_ok(sae_logits_ce(&lo, NULL, zp, targets, N, V));
+        assert_true(fabs((hi - lo) / 2e-2 - d[k]) < 1e-3);
+    }
+    for (int j = 0; j < V; j++)
+        assert_true(d[V + j] == 0.0f);
+    assert_sae_ok(sae_logits_diff(&diff, d, z, 1, N, V, 4, 2));
+    assert_true(diff == z[2 * V + 4] - z[2 * V + 2]);
+    for (int k = 0; k < N * V; k++)
+        assert_true(d[k] == (k == 2 * V + 4 ? 1.0f : k == 2 * V + 2 ? -1.0f : 0.0f));
+    const int32_t none[N] = {-1, -1, -1}, big[N] = {0, 5, 0};
+    assert_int_equal(sae_logits_ce(&ce, d, z, none, N, V), SAE_EINVAL);
+    assert_int_equal(sae_logits_ce(&ce, d, z, big, N, V), SAE_ERANGE);
+    assert_int_equal(sae_logits_ce(&ce, d, z, targets, 0, V), SAE_ESHAPE);
+    assert_int_equal(sae_logits_diff(&diff, d, z, 1, N, V, 5, 0), SAE_ERANGE);
+    assert_int_equal(sae_logits_diff(NULL, d, z, 1, N, V, 1, 0), SAE_EINVAL);
+
+    /* Next-token CE of the batch, backpropagated to resid_pre.0 (the embeddings). */
+    llama2_model *m = load_model();
+    sae_host host;
+    llama2_model_host(m, &host);
+    float *logits = test_malloc(BN * BV * sizeof(float));
+    float *dl = test_malloc(BN * BV * sizeof(float)), *g = test_malloc(BN * BD * sizeof(float));
+    int32_t next[BN];
+    for (int i = 0; i < BN; i++)
+        next[i] = i % BT == BT - 1 ? -1 : btokens[i + 1];
+    assert_sae_ok(sae_host_forward(&host, btokens, BS, BT, logits, NULL, NULL));
+    assert_sae_ok(sae_logits_ce(&ce, dl, logits, next, BN, BV));
+    float *d_hooks[BHOOKS] = {g};
+    assert_sae_ok(sae_host_backward(&host, BS, BT, dl, d_hooks, NULL));
+    perturb p = {0, 0, 0.0f, NULL, NULL, NULL};
+    uint32_t rng = 11;
+    for (int c = 0; c < 4; c++) {
+        float hi, lo;
+        p.idx = lcg(&rng) % (BN * BD);
+        p.delta = 1e-2f;
+        assert_sae_ok(sae_host_forward(&host, btokens, BS, BT, logits, perturb_hook, &p));
+        assert_sae_ok(sae_logits_ce(&hi, NULL, logits, next, BN, BV));
+        p.delta = -1e-2f;
+        assert_sae_ok(sae_host_forward(&host, btokens, BS, BT, logits, perturb_hook, &p));
+        assert_sae_ok(sae_logits_ce(&lo, NULL, logits, next, BN, BV));
+        double fd = (hi - lo) / 2e-2;
+        print_message("CE at resid_pre.0[%lld]: backward %.6g, finite difference %.6g\n",
+                      (long long)p.idx, g[p.idx], fd);
+        assert_true(fabs(fd - g[p.idx]) < 2e-2 * fabs(g[p.idx]) + 2e-3);
+    }
+    test_free(logits);
+    test_free(dl);
+    test_free(g);
     llama2_model_free(m);
 }
 
@@ -384,6 +685,9 @@ int main(void)
         cmocka_unit_test(test_greedy_text),
         cmocka_unit_test(test_batch_equals_steps),
         cmocka_unit_test(test_host_hooks),
+        cmocka_unit_test(test_backward_finite_differences),
+        cmocka_unit_test(test_backward_stop_grad),
+        cmocka_unit_test(test_logit_metrics),
         cmocka_unit_test(test_tokenizer_round_trip),
         cmocka_unit_test(test_bad_checkpoint),
         cmocka_unit_test(test_bad_tokenizer),

@@ -6,8 +6,7 @@
 
 #include "llama2_internal.h"
 
-/* out (n, d) = rmsnorm(x) ⊙ w: x / sqrt(mean(x²) + 1e-5) · w per row. */
-static void rmsnorm(float *out, const float *x, const float *w, int64_t n, int64_t d)
+void llama2__rmsnorm(float *out, const float *x, const float *w, int64_t n, int64_t d)
 {
     for (int64_t r = 0; r < n; r++) {
         const float *xr = x + r * d;
@@ -20,9 +19,8 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, int64
     }
 }
 
-/* out (n, o) row stride ldo = x (n, i) · Wᵀ, W (o, i). */
-static void matmul(float *out, int64_t ldo, const float *x, const float *W, int64_t n, int64_t o,
-                   int64_t i)
+void llama2__matmul(float *out, int64_t ldo, const float *x, const float *W, int64_t n, int64_t o,
+                    int64_t i)
 {
     for (int64_t r = 0; r < n; r++)
         for (int64_t k = 0; k < o; k++) {
@@ -33,8 +31,7 @@ static void matmul(float *out, int64_t ldo, const float *x, const float *W, int6
         }
 }
 
-/* Rotate pairs (2i, 2i+1) of each head of v (width d, head size hs) by pos · 1/10000^(2i/hs). */
-static void rope(float *v, int64_t d, int64_t hs, int64_t pos)
+void llama2__rope(float *v, int64_t d, int64_t hs, int64_t pos)
 {
     for (int64_t j = 0; j < d; j += 2) {
         float freq = 1.0f / powf(10000.0f, (float)(j % hs) / (float)hs);
@@ -45,6 +42,24 @@ static void rope(float *v, int64_t d, int64_t hs, int64_t pos)
     }
 }
 
+void llama2__attn_probs(const llama2_model *m, float *p, const float *qh, const float *k,
+                        int64_t off, int64_t pos)
+{
+    int64_t hs = m->head_size, kv_dim = m->kv_dim;
+    float max = -INFINITY, sum = 0.0f;
+    for (int64_t t = 0; t <= pos; t++) {
+        float s = 0.0f;
+        for (int64_t j = 0; j < hs; j++)
+            s += qh[j] * k[t * kv_dim + off + j];
+        p[t] = s / sqrtf((float)hs);
+        max = p[t] > max ? p[t] : max;
+    }
+    for (int64_t t = 0; t <= pos; t++)
+        sum += (p[t] = expf(p[t] - max));
+    for (int64_t t = 0; t <= pos; t++)
+        p[t] /= sum;
+}
+
 /* out (dim) = causal grouped-query attention of query q (dim) at position pos over the cached
  * keys and values k, v (pos + 1, kv_dim); scores: (pos + 1) scratch. */
 static void attend(const llama2_model *m, float *out, const float *q, const float *k,
@@ -52,23 +67,13 @@ static void attend(const llama2_model *m, float *out, const float *q, const floa
 {
     int64_t hs = m->head_size, kv_dim = m->kv_dim, group = m->c.n_heads / m->c.n_kv_heads;
     for (int64_t h = 0; h < m->c.n_heads; h++) {
-        const float *qh = q + h * hs;
         int64_t off = (h / group) * hs;
-        float max = -INFINITY, sum = 0.0f;
-        for (int64_t t = 0; t <= pos; t++) {
-            float s = 0.0f;
-            for (int64_t j = 0; j < hs; j++)
-                s += qh[j] * k[t * kv_dim + off + j];
-            scores[t] = s / sqrtf((float)hs);
-            max = scores[t] > max ? scores[t] : max;
-        }
-        for (int64_t t = 0; t <= pos; t++)
-            sum += (scores[t] = expf(scores[t] - max));
+        llama2__attn_probs(m, scores, q + h * hs, k, off, pos);
         float *oh = out + h * hs;
         memset(oh, 0, (size_t)hs * sizeof(float));
         for (int64_t t = 0; t <= pos; t++)
             for (int64_t j = 0; j < hs; j++)
-                oh[j] += scores[t] / sum * v[t * kv_dim + off + j];
+                oh[j] += scores[t] * v[t * kv_dim + off + j];
     }
 }
 
@@ -85,7 +90,7 @@ typedef struct {
 
 sae_status llama2__run(const llama2_model *m, const int32_t *tokens, int64_t n_seq, int64_t n_new,
                        int64_t pos0, float *kc, float *vc, int64_t cap, float *logits,
-                       sae_hook_fn hook, void *hook_user)
+                       sae_hook_fn hook, void *hook_user, float *tape)
 {
     const llama2_config *c = &m->c;
     int64_t D = c->dim, H = c->hidden_dim, KV = m->kv_dim, L = c->n_layers, n = n_seq * n_new;
@@ -106,36 +111,40 @@ sae_status llama2__run(const llama2_model *m, const int32_t *tokens, int64_t n_s
     for (int64_t l = 0; l < L; l++) {
         if ((s = call_hook(hook, hook_user, l, LLAMA2_HOOK_RESID_PRE, w.x, n, D)) != SAE_OK)
             goto done;
+        if (tape)
+            memcpy(tape + 2 * l * n * D, w.x, (size_t)(n * D) * sizeof(float));
         /* Attention: q, k, v of every row; k, v go to the cache of its sequence and position. */
-        rmsnorm(w.xb, w.x, m->rms_att + l * D, n, D);
-        matmul(w.q, D, w.xb, m->wq + l * D * D, n, D, D);
+        llama2__rmsnorm(w.xb, w.x, m->rms_att + l * D, n, D);
+        llama2__matmul(w.q, D, w.xb, m->wq + l * D * D, n, D, D);
         for (int64_t sq = 0; sq < n_seq; sq++) {
             float *kl = kc + (sq * L + l) * cap * KV, *vl = vc + (sq * L + l) * cap * KV;
             const float *xs = w.xb + sq * n_new * D;
-            matmul(kl + pos0 * KV, KV, xs, m->wk + l * KV * D, n_new, KV, D);
-            matmul(vl + pos0 * KV, KV, xs, m->wv + l * KV * D, n_new, KV, D);
+            llama2__matmul(kl + pos0 * KV, KV, xs, m->wk + l * KV * D, n_new, KV, D);
+            llama2__matmul(vl + pos0 * KV, KV, xs, m->wv + l * KV * D, n_new, KV, D);
             for (int64_t t = 0; t < n_new; t++) {
                 float *q = w.q + (sq * n_new + t) * D;
-                rope(q, D, m->head_size, pos0 + t);
-                rope(kl + (pos0 + t) * KV, KV, m->head_size, pos0 + t);
+                llama2__rope(q, D, m->head_size, pos0 + t);
+                llama2__rope(kl + (pos0 + t) * KV, KV, m->head_size, pos0 + t);
             }
             for (int64_t t = 0; t < n_new; t++) {
                 int64_t r = sq * n_new + t;
                 attend(m, w.att + r * D, w.q + r * D, kl, vl, pos0 + t, w.scores);
             }
         }
-        matmul(w.xb, D, w.att, m->wo + l * D * D, n, D, D);
+        llama2__matmul(w.xb, D, w.att, m->wo + l * D * D, n, D, D);
         if ((s = call_hook(hook, hook_user, l, LLAMA2_HOOK_ATTN_OUT, w.xb, n, D)) != SAE_OK)
             goto done;
         for (int64_t i = 0; i < n * D; i++)
             w.x[i] += w.xb[i];
+        if (tape)
+            memcpy(tape + (2 * l + 1) * n * D, w.x, (size_t)(n * D) * sizeof(float));
         /* SwiGLU MLP: w2 · (silu(w1 · h) ⊙ (w3 · h)). */
-        rmsnorm(w.xb, w.x, m->rms_ffn + l * D, n, D);
-        matmul(w.hb, H, w.xb, m->w1 + l * H * D, n, H, D);
-        matmul(w.hb2, H, w.xb, m->w3 + l * H * D, n, H, D);
+        llama2__rmsnorm(w.xb, w.x, m->rms_ffn + l * D, n, D);
+        llama2__matmul(w.hb, H, w.xb, m->w1 + l * H * D, n, H, D);
+        llama2__matmul(w.hb2, H, w.xb, m->w3 + l * H * D, n, H, D);
         for (int64_t i = 0; i < n * H; i++)
             w.hb[i] = w.hb[i] * (1.0f / (1.0f + expf(-w.hb[i]))) * w.hb2[i];
-        matmul(w.xb, D, w.hb, m->w2 + l * D * H, n, D, H);
+        llama2__matmul(w.xb, D, w.hb, m->w2 + l * D * H, n, D, H);
         if ((s = call_hook(hook, hook_user, l, LLAMA2_HOOK_MLP_OUT, w.xb, n, D)) != SAE_OK)
             goto done;
         for (int64_t i = 0; i < n * D; i++)
@@ -143,9 +152,11 @@ sae_status llama2__run(const llama2_model *m, const int32_t *tokens, int64_t n_s
         if ((s = call_hook(hook, hook_user, l, LLAMA2_HOOK_RESID_POST, w.x, n, D)) != SAE_OK)
             goto done;
     }
+    if (tape)
+        memcpy(tape + 2 * L * n * D, w.x, (size_t)(n * D) * sizeof(float));
     if (logits) {
-        rmsnorm(w.xb, w.x, m->rms_final, n, D);
-        matmul(logits, c->vocab_size, w.xb, m->wcls, n, c->vocab_size, D);
+        llama2__rmsnorm(w.xb, w.x, m->rms_final, n, D);
+        llama2__matmul(logits, c->vocab_size, w.xb, m->wcls, n, c->vocab_size, D);
     }
 done:
     for (int i = 0; i < 7; i++)
@@ -167,14 +178,25 @@ sae_status llama2_model_forward(llama2_model *m, const int32_t *tokens, int64_t 
         if (tokens[i] < 0 || tokens[i] >= m->c.vocab_size)
             return llama2__fail(SAE_ERANGE, "token %d at index %lld is outside [0, %d)",
                                 (int)tokens[i], (long long)i, m->c.vocab_size);
+    /* The tape of the previous forward is reused when it is large enough. */
     int64_t cache = n_seq * m->c.n_layers * seq_len * m->kv_dim;
-    float *kc = llama2__alloc(m->allocator, (size_t)cache, sizeof(float));
-    float *vc = llama2__alloc(m->allocator, (size_t)cache, sizeof(float));
-    sae_status s = kc && vc ? llama2__run(m, tokens, n_seq, seq_len, 0, kc, vc, seq_len, logits,
-                                          hook, hook_user)
-                            : SAE_ENOMEM;
-    m->allocator->free(kc, m->allocator->user);
-    m->allocator->free(vc, m->allocator->user);
+    int64_t tape = (2 * m->c.n_layers + 1) * n_seq * seq_len * m->c.dim;
+    const sae_allocator *a = m->allocator;
+    m->tape_n_seq = m->tape_seq_len = 0;
+    if (m->tape_cap < tape) {
+        a->free(m->tape, a->user);
+        m->tape = llama2__alloc(a, (size_t)tape, sizeof(float));
+        m->tape_cap = m->tape ? tape : 0;
+    }
+    float *kc = llama2__alloc(a, (size_t)cache, sizeof(float));
+    float *vc = llama2__alloc(a, (size_t)cache, sizeof(float));
+    sae_status s = kc && vc && m->tape ? llama2__run(m, tokens, n_seq, seq_len, 0, kc, vc, seq_len,
+                                                     logits, hook, hook_user, m->tape)
+                                       : SAE_ENOMEM;
+    a->free(kc, a->user);
+    a->free(vc, a->user);
+    if (s == SAE_OK)
+        m->tape_n_seq = n_seq, m->tape_seq_len = seq_len;
     return s;
 }
 
@@ -229,7 +251,7 @@ sae_status llama2_state_step(llama2_state *s, int32_t token, float *logits, sae_
         return llama2__fail(SAE_ERANGE, "token %d is outside [0, %d)", (int)token,
                             m->c.vocab_size);
     sae_status st = llama2__run(m, &token, 1, 1, s->pos, s->kc, s->vc, m->c.seq_len, logits,
-                                hook, hook_user);
+                                hook, hook_user, NULL);
     if (st == SAE_OK)
         s->pos++;
     return st;

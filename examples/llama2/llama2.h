@@ -6,9 +6,10 @@
  *
  * Errors: every fallible call returns a sae_status; the detail is in llama2_last_error()
  * (per thread). Memory comes from the sae_allocator given at load (NULL: libsae's default).
- * Thread safety: a model and a tokenizer are read-only after loading and may be shared by
- * threads (each forward pass allocates its own scratch); a state (KV cache) is used by one
- * thread at a time.
+ * Thread safety: llama2_model_forward keeps what llama2_model_backward needs in the model, so a
+ * model's forward and backward (and its host) are used by one thread at a time; generation
+ * states may share a model across threads (llama2_state_step only reads it), a state is used
+ * by one thread at a time; a tokenizer is read-only after loading.
  */
 #ifndef LLAMA2_H
 #define LLAMA2_H
@@ -53,12 +54,33 @@ const llama2_config *llama2_model_config(const llama2_model *m);
 
 /* Causal forward over whole sequences. tokens: (n_seq, seq_len), ids in [0, vocab);
  * 1 <= seq_len <= config seq_len. logits: (n_seq, seq_len, vocab) or NULL. hook (or NULL) is
- * called at every hook point with the (n_seq · seq_len, dim) activations. */
+ * called at every hook point with the (n_seq · seq_len, dim) activations. Keeps the residual
+ * stream for llama2_model_backward in the model ((2 n_layers + 1) · n_seq · seq_len · dim floats,
+ * until the next forward or llama2_model_free). */
 sae_status llama2_model_forward(llama2_model *m, const int32_t *tokens, int64_t n_seq,
                                 int64_t seq_len, float *logits, sae_hook_fn hook,
                                 void *hook_user);
 
-/* The model as a libsae host (borrowed: the model must outlive the table). No backward yet. */
+/* The backward pass of the last llama2_model_forward (same n_seq, seq_len; SAE_ESHAPE
+ * otherwise, SAE_EINVAL if there was none or it failed): from d_logits (n_seq, seq_len, vocab),
+ * the gradient of the loss at hook point h goes to d_hooks[h] ((n_seq · seq_len, dim), or NULL
+ * when not wanted; d_hooks has 4 n_layers entries). Hooks count as the identity (host.h).
+ * stop_grad (4 n_layers flags, or NULL): a hook point h with stop_grad[h] != 0 is a constant —
+ * d_hooks[h] still receives the gradient arriving at h, but none flows on to what computed h, so
+ * every hook before h receives only the gradient of paths that avoid h. Paths in a layer L:
+ * resid_pre.L → attention → attn_out.L → (+) → MLP → mlp_out.L → (+) → resid_post.L, with the
+ * residual skipping each block, and resid_post.L → resid_pre.L+1. Hence stopping resid_pre.L+1
+ * or resid_post.L cuts everything below; stopping attn_out.l and mlp_out.l for all l > L (and
+ * mlp_out.L) leaves at attn_out.L the direct path — the final norm and classifier only — which
+ * then equals the gradient at resid_post.L and at resid_post of the last layer.
+ * Cost: about two forwards (each layer is recomputed from the kept residual stream); nothing
+ * below the lowest wanted hook is computed. */
+sae_status llama2_model_backward(llama2_model *m, int64_t n_seq, int64_t seq_len,
+                                 const float *d_logits, float *const *d_hooks,
+                                 const uint8_t *stop_grad);
+
+/* The model as a libsae host with forward and backward (borrowed: the model must outlive the
+ * table). */
 void llama2_model_host(llama2_model *m, sae_host *out);
 
 /* Token-by-token generation with a KV cache: each step runs `token` at the next position (0,

@@ -179,6 +179,7 @@ void llama2_model_free(llama2_model *m)
     a->free(m->data, a->user);
     a->free(m->hook_name_text, a->user);
     a->free(m->hook_names, a->user);
+    a->free(m->tape, a->user);
     a->free(m, a->user);
 }
 
@@ -188,6 +189,13 @@ static sae_status host_forward(void *user, const int32_t *tokens, int64_t n_seq,
                                float *logits, sae_hook_fn hook, void *hook_user)
 {
     return llama2_model_forward(user, tokens, n_seq, seq_len, logits, hook, hook_user);
+}
+
+static sae_status host_backward(void *user, int64_t n_seq, int64_t seq_len,
+                                const float *d_logits, float *const *d_hooks,
+                                const uint8_t *stop_grad)
+{
+    return llama2_model_backward(user, n_seq, seq_len, d_logits, d_hooks, stop_grad);
 }
 
 void llama2_model_host(llama2_model *m, sae_host *out)
@@ -200,5 +208,6 @@ void llama2_model_host(llama2_model *m, sae_host *out)
     out->max_seq_len = m->c.seq_len;
     out->hook_names = m->hook_names;
     out->forward = host_forward;
+    out->backward = host_backward;
     out->user = m;
 }

@@ -158,6 +158,47 @@ SAE_API sae_status sae_host_backward(const sae_host *host, int64_t n_seq, int64_
                                      const float *d_logits, float *const *d_hooks,
                                      const uint8_t *stop_grad);
 
+/**
+ * @brief Mean cross-entropy of logits at target tokens, and its gradient on the logits: the
+ *        usual scalar to backpropagate with sae_host_backward().
+ *
+ * CE = (1/N) Σ_{i: targets[i] >= 0} (logsumexp(logits_i) − logits_i[targets[i]]), N the number
+ * of counted rows (computed in double). Gradient: row i counted, (softmax(logits_i) − e_t) / N;
+ * otherwise 0. For next-token loss of sequences, targets[s, t] = tokens[s, t + 1] and −1 at the
+ * last position.
+ * @param[out] out_ce The mean cross-entropy (nats).
+ * @param[out] d_logits (n_tokens, vocab_size) gradient of CE, or NULL.
+ * @param[in] logits (n_tokens, vocab_size).
+ * @param[in] targets (n_tokens) target ids in [0, vocab_size), or negative: row not counted.
+ * @param[in] n_tokens Rows (>= 1).
+ * @param[in] vocab_size Logits per row (>= 1).
+ * @return ::SAE_OK, ::SAE_EINVAL (NULL pointer, no counted row), ::SAE_ESHAPE,
+ *         ::SAE_ERANGE (a target >= vocab_size), ::SAE_ENUMERIC (non-finite logits).
+ */
+SAE_API sae_status sae_logits_ce(float *out_ce, float *d_logits, const float *logits,
+                                 const int32_t *targets, int64_t n_tokens, int64_t vocab_size);
+
+/**
+ * @brief Logit difference between two tokens at the last position, averaged over sequences,
+ *        and its gradient on the logits.
+ *
+ * diff = (1/n_seq) Σ_s (logits[s, seq_len − 1, token_a] − logits[s, seq_len − 1, token_b]);
+ * the gradient is +1/n_seq at token_a and −1/n_seq at token_b of each last position, 0
+ * elsewhere (all 0 if the tokens are equal).
+ * @param[out] out_diff The mean difference.
+ * @param[out] d_logits (n_seq, seq_len, vocab_size) gradient of diff, or NULL.
+ * @param[in] logits (n_seq, seq_len, vocab_size).
+ * @param[in] n_seq Sequences (>= 1).
+ * @param[in] seq_len Tokens per sequence (>= 1).
+ * @param[in] vocab_size Logits per token (>= 1).
+ * @param[in] token_a Token whose logit counts positively, in [0, vocab_size).
+ * @param[in] token_b Token whose logit counts negatively, in [0, vocab_size).
+ * @return ::SAE_OK, ::SAE_EINVAL, ::SAE_ESHAPE, ::SAE_ERANGE (a token id).
+ */
+SAE_API sae_status sae_logits_diff(float *out_diff, float *d_logits, const float *logits,
+                                   int64_t n_seq, int64_t seq_len, int64_t vocab_size,
+                                   int32_t token_a, int32_t token_b);
+
 #ifdef __cplusplus
 }
 #endif
