@@ -16,7 +16,7 @@
 #include "train.h"
 
 static const char usage[] =
-    "usage: sae train --data PATH|synthetic --arch standard|topk --d-sae N --steps N --out DIR\n"
+    "usage: sae train --data PATH|synthetic --arch A --d-sae N --steps N --out DIR\n"
     "                 [--k K] [--preset P] [--batch B] [--lr X] [--l1 X] [--seed S] [options]\n"
     "\n"
     "Train a sparse autoencoder on activations and save it into directory DIR. Progress goes\n"
@@ -24,16 +24,18 @@ static const char usage[] =
     "after the current step and saves the SAE trained so far.\n"
     "\n"
     "model:\n"
-    "  --arch A            standard (ReLU + L1) or topk (required)\n"
+    "  --arch A            standard (ReLU + L1), topk, batchtopk, jumprelu or gated\n"
+    "                      (required)\n"
     "  --d-sae N           number of features (required)\n"
-    "  --k K               features kept per row (required for topk)\n"
+    "  --k K               features kept per row (required for topk and batchtopk)\n"
     "  --preset P          saelens (default), dictionary_learning or sparsify (topk only):\n"
     "                      whose defaults fill every setting not given\n"
     "training:\n"
     "  --steps N           optimiser steps (required)\n"
     "  --batch B           rows per step (default 4096)\n"
     "  --lr X              learning rate (default: the preset's)\n"
-    "  --l1 X              L1 coefficient of standard SAEs (default: the preset's)\n"
+    "  --l1 X              sparsity coefficient of standard, jumprelu and gated SAEs\n"
+    "                      (default: the preset's)\n"
     "  --warmup N          learning-rate warm-up steps (default: the preset's; 0 for none)\n"
     "  --seed S            seed of the initial weights and of the shuffle (default 0)\n"
     "  --threads T         threads (default: every CPU this process may use)\n"
@@ -76,12 +78,13 @@ static int parse_args(int argc, char **argv, train_args *t)
                 return rc;
         } else if (cli_opt_is(&a, arg, "--arch")) {
             v = cli_opt_value(&a);
-            if (v && !strcmp(v, "standard"))
-                t->arch = SAE_ARCH_STANDARD;
-            else if (v && !strcmp(v, "topk"))
-                t->arch = SAE_ARCH_TOPK;
-            else
-                return cli_usage_error(usage, "train: --arch must be standard or topk");
+            t->arch = -1;
+            for (int32_t id = SAE_ARCH_STANDARD; v && id <= SAE_ARCH_GATED; id++)
+                if (!strcmp(v, sae_arch_name(id)))
+                    t->arch = id;
+            if (t->arch < 0)
+                return cli_usage_error(usage, "train: --arch must be standard, topk, batchtopk, "
+                                              "jumprelu or gated");
         } else if (cli_opt_is(&a, arg, "--preset")) {
             v = cli_opt_value(&a);
             if (v && !strcmp(v, "saelens"))
@@ -158,16 +161,18 @@ static int parse_args(int argc, char **argv, train_args *t)
     if ((t->checkpoint_every || t->resume) && !t->checkpoint)
         return cli_usage_error(usage, "train: %s needs --checkpoint PATH",
                                t->resume ? "--resume" : "--checkpoint-every");
-    if (t->arch == SAE_ARCH_TOPK && !t->k)
-        return cli_usage_error(usage, "train: --arch topk needs --k");
-    if (t->arch == SAE_ARCH_TOPK && t->k > t->d_sae)
+    const bool selects = t->arch == SAE_ARCH_TOPK || t->arch == SAE_ARCH_BATCHTOPK;
+    if (selects && !t->k)
+        return cli_usage_error(usage, "train: --arch %s needs --k", sae_arch_name(t->arch));
+    if (selects && t->k > t->d_sae)
         return cli_usage_error(usage, "train: --k %lld is more than --d-sae %lld",
                                (long long)t->k, (long long)t->d_sae);
-    if (t->arch == SAE_ARCH_STANDARD && t->k)
-        return cli_usage_error(usage, "train: --k is for --arch topk");
-    if (t->arch == SAE_ARCH_TOPK && t->l1_given)
-        return cli_usage_error(usage, "train: --l1 is for --arch standard (TopK has no L1 term)");
-    if (t->arch == SAE_ARCH_STANDARD && t->preset == SAE_PRESET_SPARSIFY)
+    if (!selects && t->k)
+        return cli_usage_error(usage, "train: --k is for --arch topk and batchtopk");
+    if (selects && t->l1_given)
+        return cli_usage_error(usage, "train: --l1 is not for --arch %s (it has no sparsity "
+                                      "penalty)", sae_arch_name(t->arch));
+    if (t->arch != SAE_ARCH_TOPK && t->preset == SAE_PRESET_SPARSIFY)
         return cli_usage_error(usage, "train: the sparsify preset trains TopK SAEs only");
     if (t->format == SAE_FORMAT_SPARSIFY &&
         (t->arch != SAE_ARCH_TOPK || t->preset == SAE_PRESET_SAELENS))
@@ -302,7 +307,7 @@ static void print_summary(const train_args *t, int64_t d_in, int64_t start,
     cli_format_si(rate, sizeof rate, p->tokens_per_second);
     printf("trained a %s SAE (d_in %lld, d_sae %lld", sae_arch_name(t->arch), (long long)d_in,
            (long long)t->d_sae);
-    if (t->arch == SAE_ARCH_TOPK)
+    if (t->k)
         printf(", k %lld", (long long)t->k);
     printf(") for %lld steps on %s: %lld tokens in %.2f s (%s tokens/s)\n",
            (long long)p->steps_done, what, (long long)p->tokens, p->elapsed_seconds, rate);

@@ -48,7 +48,7 @@ static int check_options(const train_args *t, int64_t d_in, const sae_trainer_op
         return disagree(path, "--preset", preset_name(o->preset), preset_name(t->preset));
     const int_setting ints[] = {
         {"--d-sae", (long long)o->d_sae, (long long)t->d_sae, true, NULL},
-        {"--k", (long long)o->k, (long long)t->k, t->arch == SAE_ARCH_TOPK, NULL},
+        {"--k", (long long)o->k, (long long)t->k, t->k != 0, NULL},
         {"rows of width", (long long)o->d_in, (long long)d_in, true, NULL},
         {"--seed", (long long)o->seed, (long long)t->seed, true, NULL},
         {"--warmup", plain_i(o->warmup_steps), (long long)t->warmup, t->warmup >= 0, NULL},

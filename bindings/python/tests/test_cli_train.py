@@ -109,6 +109,22 @@ def test_train_on_shard_and_eval_matches_numpy(tmp_path, rows):
     assert got["fvu"] == pytest.approx(numpy_metrics(out, x[:500])["fvu"], rel=1e-4)
 
 
+@pytest.mark.parametrize("arch, extra, saved_as", [
+    ("batchtopk", ("--k", 4), "jumprelu"),
+    ("jumprelu", (), "jumprelu"),
+    ("gated", ("--l1", "0.1"), "gated"),
+])
+def test_train_every_architecture(tmp_path, rows, arch, extra, saved_as):
+    x, file, _ = rows
+    out = tmp_path / arch
+    ok("train", "--data", file, "--arch", arch, *extra, "--d-sae", 32, "--steps", 30,
+       "--batch", 128, "--warmup", 0, "--threads", 1, "--out", out)
+    with sae.load(out) as d:
+        assert (d.arch, d.d_in, d.d_sae) == (saved_as, 16, 32)
+    got = json.loads(ok("eval", out, "--data", file, "--json", "--threads", 1).stdout)
+    assert got["fvu"] == pytest.approx(numpy_metrics(out, x)["fvu"], rel=1e-4)
+
+
 def test_train_directory_no_repeat_and_sparsify(tmp_path, rows):
     x, _, shards = rows
     out = tmp_path / "sp"
@@ -142,11 +158,11 @@ def test_bad_arguments(tmp_path, rows):
     base = ["--arch", "standard", "--d-sae", 8, "--steps", 5, "--out", out]
     expect_error(["train", *base], "missing --data", 2)
     expect_error(["train", "--data", file, "--arch", "relu", "--d-sae", 8, "--steps", 5,
-                  "--out", out], "--arch must be standard or topk", 2)
+                  "--out", out], "--arch must be standard, topk, batchtopk, jumprelu or gated", 2)
     expect_error(["train", "--data", file, "--arch", "topk", "--d-sae", 8, "--steps", 5,
                   "--out", out], "needs --k", 2)
     expect_error(["train", "--data", file, "--arch", "topk", "--k", 2, "--l1", 1, "--d-sae", 8,
-                  "--steps", 5, "--out", out], "--l1 is for --arch standard", 2)
+                  "--steps", 5, "--out", out], "--l1 is not for --arch topk", 2)
     expect_error(["train", "--data", file, *base, "--format", "sparsify"], "--format sparsify", 2)
     expect_error(["train", "--data", file, *base, "--synth-d", 8], "need --data synthetic", 2)
     expect_error(["train", "--data", file, *base, "--steps", "many"], "--steps needs", 2)
