@@ -7,7 +7,8 @@
  * dictionaries of every common architecture (@ref dict), fast dense and sparse encoders
  * (@ref encoder), the files of SAELens, sparsify, dictionary_learning and OpenAI (@ref io,
  * @ref safetensors), streams of activations for training and evaluation (@ref source), synthetic
- * ground-truth data and its metrics (@ref synth), training (@ref trainer), evaluation (@ref eval),
+ * ground-truth data and its metrics (@ref synth), orthogonality of decoders (@ref ortho),
+ * training (@ref trainer), evaluation (@ref eval),
  * language models reached through callback tables (@ref host), and the core utilities they
  * build on (@ref core).
  */
@@ -20,6 +21,7 @@
 #include "eval.h"
 #include "host.h"
 #include "io.h"
+#include "ortho.h"
 #include "patch.h"
 #include "safetensors.h"
 #include "source.h"
