@@ -6,6 +6,7 @@
 #define SAE_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <sae/sae.h>
@@ -17,6 +18,7 @@ int cmd_version(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 /* ---- errors (util.c) ------------------------------------------------------------------- */
 
@@ -75,5 +77,13 @@ void cli_json_string(const char *s);
 
 /* "[2, 3, 4]" into buf. */
 void cli_format_shape(char *buf, size_t size, int ndim, const int64_t *shape);
+
+/* ---- memory and time (util.c) ---------------------------------------------------------- */
+
+/* malloc of count elements of size bytes, never of 0 bytes; NULL on overflow or failure. */
+void *cli_alloc_array(int64_t count, size_t size);
+
+/* Seconds on a monotonic clock. */
+double cli_now_seconds(void);
 
 #endif
