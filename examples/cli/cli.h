@@ -6,6 +6,7 @@
 #define SAE_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <sae/sae.h>
@@ -19,6 +20,7 @@ int cmd_encode(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 /* ---- errors (util.c) ------------------------------------------------------------------- */
 
@@ -80,5 +82,13 @@ void cli_json_string(const char *s);
 
 /* "[2, 3, 4]" into buf. */
 void cli_format_shape(char *buf, size_t size, int ndim, const int64_t *shape);
+
+/* ---- memory and time (util.c) ---------------------------------------------------------- */
+
+/* malloc of count elements of size bytes, never of 0 bytes; NULL on overflow or failure. */
+void *cli_alloc_array(int64_t count, size_t size);
+
+/* Seconds on a monotonic clock. */
+double cli_now_seconds(void);
 
 #endif

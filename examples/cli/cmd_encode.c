@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 
@@ -26,21 +25,6 @@ static const char usage[] =
     "  --threads T     threads per encoder call (default: every CPU this process may use)\n"
     "  --batch B       rows per encoder call (default 4096); bounds the working memory\n"
     "  --help          print this help\n";
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* malloc of count elements of size bytes, never of 0 bytes; NULL on overflow. */
-static void *alloc_array(int64_t count, size_t size)
-{
-    if (count < 0 || (uint64_t)count > SIZE_MAX / size)
-        return NULL;
-    return malloc(count ? (size_t)count * size : 1);
-}
 
 /* The tensor to encode: --tensor NAME, else the only one, else "x". */
 static const sae_tensor_info *pick_tensor(const sae_st_reader *r, const char *input,
@@ -132,7 +116,7 @@ int cmd_encode(int argc, char **argv)
     int32_t *indices = NULL;
     int64_t *offsets = NULL;
     int64_t nnz = 0, cap = 0;
-    const double t_start = now_seconds();
+    const double t_start = cli_now_seconds();
 
     if (cli_load_dict(path, k, &dict, NULL))
         goto done;
@@ -177,18 +161,18 @@ int cmd_encode(int argc, char **argv)
         goto done;
     }
     const int64_t nb_max = rows < batch ? (rows > 0 ? rows : 1) : batch;
-    xbuf = alloc_array(nb_max * d_in, sizeof(float));
-    recon = alloc_array(rows * d_in, sizeof(float));
+    xbuf = cli_alloc_array(nb_max * d_in, sizeof(float));
+    recon = cli_alloc_array(rows * d_in, sizeof(float));
     if (sparse) {
-        offsets = alloc_array(rows + 1, sizeof(int64_t));
+        offsets = cli_alloc_array(rows + 1, sizeof(int64_t));
         /* Room for k non-zeros per row (TopK), else a guess; grown on demand. */
         const int64_t per_row = sae_dict_k(dict) > 0 ? sae_dict_k(dict) : 16;
         cap = (rows < (INT64_C(1) << 26) / per_row ? rows * per_row : INT64_C(1) << 26) + 1;
-        indices = alloc_array(cap, sizeof(int32_t));
-        values = alloc_array(cap, sizeof(float));
+        indices = cli_alloc_array(cap, sizeof(int32_t));
+        values = cli_alloc_array(cap, sizeof(float));
     } else {
-        features = alloc_array(rows * d_sae, sizeof(float));
-        pre = alloc_array(rows * d_sae, sizeof(float));
+        features = cli_alloc_array(rows * d_sae, sizeof(float));
+        pre = cli_alloc_array(rows * d_sae, sizeof(float));
     }
     if (!xbuf || !recon || (sparse ? !offsets || !indices || !values : !features || !pre)) {
         rc = cli_fail(output, "out of memory for %lld rows", (long long)rows);
@@ -206,7 +190,7 @@ int cmd_encode(int argc, char **argv)
     if (sparse)
         offsets[0] = 0;
 
-    const double t_encode = now_seconds();
+    const double t_encode = cli_now_seconds();
     for (int64_t r0 = 0; r0 < rows; r0 += batch) {
         const int64_t nb = rows - r0 < batch ? rows - r0 : batch;
         /* A view of rows [r0, r0 + nb) of the input, converted to float32. */
@@ -265,7 +249,7 @@ int cmd_encode(int argc, char **argv)
             goto done;
         }
     }
-    const double t_written = now_seconds();
+    const double t_written = cli_now_seconds();
 
     char dims[64], leading[256], version[32];
     snprintf(dims, sizeof dims, "%lld", (long long)d_sae);
@@ -312,7 +296,7 @@ int cmd_encode(int argc, char **argv)
                rows ? (double)nnz / (double)rows : 0.0, rs);
     else
         printf("wrote %s: features %s, pre_activation %s, reconstruction %s (%.3f s in all)\n",
-               output, fs, fs, rs, now_seconds() - t_start);
+               output, fs, fs, rs, cli_now_seconds() - t_start);
     rc = fflush(stdout) == 0 ? 0 : cli_fail(NULL, "cannot write to standard output");
 
 done:

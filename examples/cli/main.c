@@ -9,6 +9,7 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
+    {"demo", cmd_demo, "train SAEs on synthetic data and show how well they recover its features"},
     {"info", cmd_info, "describe an SAE file: format, architecture, sizes, conventions"},
     {"encode", cmd_encode, "encode activations from a safetensors file (dense or sparse)"},
     {"convert", cmd_convert, "save an SAE in SAELens or sparsify layout"},

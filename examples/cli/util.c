@@ -1,10 +1,12 @@
-/* util.c: what the commands of the `sae` tool share: error lines, argument scanning, JSON. */
+/* util.c: what the commands of the `sae` tool share: error lines, argument scanning, JSON,
+ * memory and time. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -193,4 +195,20 @@ void cli_format_shape(char *buf, size_t size, int ndim, const int64_t *shape)
                                  (long long)shape[i]);
     if (used < size)
         snprintf(buf + used, size - used, "]");
+}
+
+/* ---- memory and time --------------------------------------------------------------------- */
+
+void *cli_alloc_array(int64_t count, size_t size)
+{
+    if (count < 0 || (uint64_t)count > SIZE_MAX / size)
+        return NULL;
+    return malloc(count ? (size_t)count * size : 1);
+}
+
+double cli_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
