@@ -14,30 +14,12 @@
 #include <string.h>
 
 #include "sae/trainer.h"
+#include "oracle_util.h"
 #include "test_util.h"
 #include "kernels/kernels.h"
 #include "trainer/trainer_internal.h"
 
-/* ---- helpers -------------------------------------------------------------------------------- */
-
-static const char *oracle(const char *name)
-{
-    static char buf[1024];
-    snprintf(buf, sizeof buf, "%s/%s.safetensors", shared_path("oracle"), name);
-    return buf;
-}
-
-static float *load(const char *file, const char *name, int64_t *n)
-{
-    return load_tensor_f32(file, name, n, NULL, NULL);
-}
-
-static float load_scalar(const char *file, const char *name)
-{
-    float *t = load(file, name, NULL), v = t[0];
-    test_free(t);
-    return v;
-}
+/* ---- helpers ----------------------------------------------------------------------------- */
 
 static int64_t *load_i64(const char *file, const char *name, int64_t *n)
 {
@@ -54,57 +36,6 @@ static int64_t *load_i64(const char *file, const char *name, int64_t *n)
     return out;
 }
 
-/* (cols, rows) = (rows, cols)^T, test_malloc'd. */
-static float *transposed(const float *a, int64_t rows, int64_t cols)
-{
-    float *t = test_malloc(sizeof(float) * (size_t)(rows * cols));
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++)
-            t[j * rows + i] = a[i * cols + j];
-    return t;
-}
-
-/* assert_close_f32, printing the largest absolute error and relative excess. */
-static void check(const float *got, const float *want, int64_t n, double atol, double rtol,
-                  const char *what)
-{
-    double worst = 0, worst_rel = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double e = fabs((double)got[i] - want[i]);
-        worst = e > worst ? e : worst;
-        double rel = e / (fabs((double)want[i]) + 1e-30);
-        worst_rel = fabs(want[i]) > 1e-6 && rel > worst_rel ? rel : worst_rel;
-    }
-    printf("    %-48s max |a-b| %.2e  max rel %.2e\n", what, worst, worst_rel);
-    assert_close_f32(got, want, n, atol, rtol, what);
-}
-
-/* Compare with a file tensor, transposing a (rows, cols) file layout when asked. */
-static void check_tensor(const float *got, const char *file, const char *name, bool transpose,
-                         double atol, double rtol)
-{
-    int64_t shape[SAE_MAX_DIMS], n = 0;
-    int nd = 0;
-    float *want = load_tensor_f32(file, name, &n, shape, &nd);
-    if (transpose) {
-        float *t = transposed(want, shape[0], shape[1]);
-        test_free(want);
-        want = t;
-    }
-    check(got, want, n, atol, rtol, name);
-    test_free(want);
-}
-
-static void check_scalar(double got, const char *file, const char *name, double rtol)
-{
-    double want = load_scalar(file, name);
-    double rel = fabs(got - want) / fabs(want);
-    printf("    %-48s %.9g vs %.9g  rel %.2e\n", name, got, want, rel);
-    if (!(rel <= rtol))
-        fail_msg("%s: %.9g, expected %.9g (relative error %.3g > %g)", name, got, want, rel,
-                 rtol);
-}
-
 /* Native dictionary_learning / sparsify / SAELens parameters as a dictionary. */
 typedef struct native_names {
     const char *W_enc, *b_enc, *W_dec, *b_dec;
@@ -114,22 +45,14 @@ typedef struct native_names {
 static sae_dict *dict_from(const char *file, native_names nm, int32_t arch, int64_t k,
                            uint32_t flags)
 {
-    int64_t se[SAE_MAX_DIMS], sd[SAE_MAX_DIMS], n = 0;
-    int nd = 0;
-    float *We = load_tensor_f32(file, nm.W_enc, &n, se, &nd);
-    float *Wd = load_tensor_f32(file, nm.W_dec, &n, sd, &nd);
-    int64_t D = nm.enc_linear ? se[1] : se[0], F = nm.enc_linear ? se[0] : se[1];
-    if (nm.enc_linear) {
-        float *t = transposed(We, F, D);
-        test_free(We), We = t;
-    }
-    if (nm.dec_linear) {
-        float *t = transposed(Wd, D, F);
-        test_free(Wd), Wd = t;
-    }
-    float *be = load(file, nm.b_enc, NULL), *bd = load(file, nm.b_dec, NULL);
+    int64_t n = 0;
+    float *We = oracle_load(file, nm.W_enc, nm.enc_linear, &n);
+    float *Wd = oracle_load(file, nm.W_dec, nm.dec_linear, NULL);
+    int64_t F = 0;
+    float *be = oracle_load(file, nm.b_enc, false, &F);
+    float *bd = oracle_load(file, nm.b_dec, false, NULL);
     sae_dict_config cfg = SAE_DICT_CONFIG_INIT;
-    cfg.arch = arch, cfg.d_in = D, cfg.d_sae = F, cfg.k = k, cfg.flags = flags;
+    cfg.arch = arch, cfg.d_in = n / F, cfg.d_sae = F, cfg.k = k, cfg.flags = flags;
     sae_dict_weights w = SAE_DICT_WEIGHTS_INIT;
     w.W_enc = We, w.b_enc = be, w.W_dec = Wd, w.b_dec = bd;
     sae_dict *d = NULL;
@@ -156,13 +79,13 @@ static void check_dl_params(const sae_trainer *t, const char *file, const char *
 {
     char name[256];
     snprintf(name, sizeof name, "%s.encoder.weight", prefix); /* (F, d): libsae's W_encT */
-    check_tensor(t->p.W_encT, file, name, false, PARAM_ATOL, PARAM_RTOL);
+    oracle_check_tensor(t->p.W_encT, file, name, false, PARAM_ATOL, PARAM_RTOL);
     snprintf(name, sizeof name, "%s.encoder.bias", prefix);
-    check_tensor(t->p.b_enc, file, name, false, PARAM_ATOL, PARAM_RTOL);
+    oracle_check_tensor(t->p.b_enc, file, name, false, PARAM_ATOL, PARAM_RTOL);
     snprintf(name, sizeof name, "%s.decoder.weight", prefix); /* (d, F): columns are rows */
-    check_tensor(t->p.W_dec, file, name, true, PARAM_ATOL, PARAM_RTOL);
+    oracle_check_tensor(t->p.W_dec, file, name, true, PARAM_ATOL, PARAM_RTOL);
     snprintf(name, sizeof name, "%s.%s", prefix, b_dec_name);
-    check_tensor(t->p.b_dec, file, name, false, PARAM_ATOL, PARAM_RTOL);
+    oracle_check_tensor(t->p.b_dec, file, name, false, PARAM_ATOL, PARAM_RTOL);
 }
 
 static void check_dl_adam(const sae_trainer *t, const char *file, const char *b_dec_name)
@@ -178,16 +101,16 @@ static void check_dl_adam(const sae_trainer *t, const char *file, const char *b_
     for (size_t i = 0; i < 4; i++) {
         char name[256];
         snprintf(name, sizeof name, "state.adam.final.%s.exp_avg", parts[i].param);
-        check_tensor(parts[i].m, file, name, parts[i].transpose, PARAM_ATOL, PARAM_RTOL);
+        oracle_check_tensor(parts[i].m, file, name, parts[i].transpose, PARAM_ATOL, PARAM_RTOL);
         snprintf(name, sizeof name, "state.adam.final.%s.exp_avg_sq", parts[i].param);
-        check_tensor(parts[i].v, file, name, parts[i].transpose, 1e-10, 1e-4);
+        oracle_check_tensor(parts[i].v, file, name, parts[i].transpose, 1e-10, 1e-4);
     }
 }
 
 static void test_oracle_dl_standard_training(void **state)
 {
     (void)state;
-    const char *file = oracle("dl_train_standard_defaults_d16_s64_b16_3steps");
+    const char *file = oracle_case("dl_train_standard_defaults_d16_s64_b16_3steps");
     sae_dict *init = dict_from(file,
                                (native_names){"param.init.encoder.weight",
                                               "param.init.encoder.bias",
@@ -203,13 +126,13 @@ static void test_oracle_dl_standard_training(void **state)
         char name[128], prefix[64];
         snprintf(name, sizeof name, "in.x.step%d", s);
         int64_t n = 0;
-        float *x = load(file, name, &n);
+        float *x = oracle_load(file, name, false, &n);
         sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
         assert_sae_ok(sae_trainer_step(t, n / 16, x, 16, &m));
         assert_int_equal(m.step, s);
         assert_true(fabs(m.lr - lr_used[s]) <= 1e-15);
         snprintf(name, sizeof name, "out.loss.step%d", s);
-        check_scalar(m.loss, file, name, 1e-5);
+        oracle_check_scalar(m.loss, file, name, 1e-5);
         snprintf(prefix, sizeof prefix, "out.param.after_step%d", s);
         check_dl_params(t, file, prefix, "bias");
         test_free(x);
@@ -222,7 +145,7 @@ static void test_oracle_dl_standard_training(void **state)
 static void test_oracle_dl_topk_training(void **state)
 {
     (void)state;
-    const char *file = oracle("dl_train_topk_k4_defaults_d16_s64_b16_3steps");
+    const char *file = oracle_case("dl_train_topk_k4_defaults_d16_s64_b16_3steps");
     sae_dict *init = dict_from(file,
                                (native_names){"param.init.encoder.weight",
                                               "param.init.encoder.bias",
@@ -241,12 +164,12 @@ static void test_oracle_dl_topk_training(void **state)
         char name[128], prefix[64];
         snprintf(name, sizeof name, "in.x.step%d", s);
         int64_t n = 0;
-        float *x = load(file, name, &n);
+        float *x = oracle_load(file, name, false, &n);
         sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
         assert_sae_ok(sae_trainer_step(t, n / 16, x, 16, &m));
         assert_true(fabs(m.lr - lr_used[s]) <= 1e-15);
         snprintf(name, sizeof name, "out.loss.step%d", s);
-        check_scalar(m.loss, file, name, 1e-5);
+        oracle_check_scalar(m.loss, file, name, 1e-5);
         snprintf(prefix, sizeof prefix, "out.param.after_step%d", s);
         check_dl_params(t, file, prefix, "b_dec");
         snprintf(name, sizeof name, "out.num_tokens_since_fired.after_step%d", s);
@@ -255,7 +178,9 @@ static void test_oracle_dl_topk_training(void **state)
             assert_int_equal(sae_trainer_since_fired(t)[j], want[j]);
         test_free(want);
         snprintf(name, sizeof name, "out.threshold.after_step%d", s);
-        assert_true(t->threshold == load_scalar(file, name));
+        float *threshold = oracle_load(file, name, false, NULL);
+        assert_true(t->threshold == threshold[0]);
+        test_free(threshold);
         test_free(x);
     }
     check_dl_adam(t, file, "b_dec");
@@ -276,17 +201,17 @@ static sae_train_metrics check_grads(sae_trainer *t, const char *file, const cha
 {
     const int64_t D = t->cfg.d_in, F = t->cfg.F;
     int64_t nx = 0;
-    float *x = load(file, x_name, &nx);
+    float *x = oracle_load(file, x_name, false, &nx);
     sae__grad_out out = {.W_enc = test_malloc(sizeof(float) * (size_t)(D * F)),
                          .b_enc = test_malloc(sizeof(float) * (size_t)F),
                          .W_dec = test_malloc(sizeof(float) * (size_t)(D * F)),
                          .b_dec = test_malloc(sizeof(float) * (size_t)D)};
     sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
     assert_sae_ok(sae__trainer_loss_and_grad(t, nx / D, x, D, &m, &out));
-    check_tensor(out.W_enc, file, g.W_enc, g.enc_linear, GRAD_ATOL, GRAD_RTOL);
-    check_tensor(out.b_enc, file, g.b_enc, false, GRAD_ATOL, GRAD_RTOL);
-    check_tensor(out.W_dec, file, g.W_dec, g.dec_linear, GRAD_ATOL, GRAD_RTOL);
-    check_tensor(out.b_dec, file, g.b_dec, false, GRAD_ATOL, GRAD_RTOL);
+    oracle_check_tensor(out.W_enc, file, g.W_enc, g.enc_linear, GRAD_ATOL, GRAD_RTOL);
+    oracle_check_tensor(out.b_enc, file, g.b_enc, false, GRAD_ATOL, GRAD_RTOL);
+    oracle_check_tensor(out.W_dec, file, g.W_dec, g.dec_linear, GRAD_ATOL, GRAD_RTOL);
+    oracle_check_tensor(out.b_dec, file, g.b_dec, false, GRAD_ATOL, GRAD_RTOL);
     test_free(out.W_enc), test_free(out.b_enc), test_free(out.W_dec), test_free(out.b_dec);
     test_free(x);
     return m;
@@ -308,7 +233,7 @@ static const native_names saelens_params = {"param.W_enc", "param.b_enc", "param
 static void test_oracle_saelens_standard(void **state)
 {
     (void)state;
-    const char *file = oracle("saelens_standard_d32_s128_b16");
+    const char *file = oracle_case("saelens_standard_d32_s128_b16");
     sae_dict *d = dict_from(file, saelens_params, SAE_ARCH_STANDARD, 0, 0);
     sae_trainer_options o = options_for(SAE_PRESET_SAELENS);
     o.l1_coefficient = 0.5;
@@ -318,9 +243,9 @@ static void test_oracle_saelens_standard(void **state)
                                       (native_names){"out.grad.W_enc", "out.grad.b_enc",
                                                      "out.grad.W_dec", "out.grad.b_dec", false,
                                                      false});
-    check_scalar(m.mse, file, "out.mse_loss", LOSS_RTOL);
-    check_scalar(m.l1_coefficient * m.l1, file, "out.l1_loss", LOSS_RTOL);
-    check_scalar(m.loss, file, "out.loss", LOSS_RTOL);
+    oracle_check_scalar(m.mse, file, "out.mse_loss", LOSS_RTOL);
+    oracle_check_scalar(m.l1_coefficient * m.l1, file, "out.l1_loss", LOSS_RTOL);
+    oracle_check_scalar(m.loss, file, "out.loss", LOSS_RTOL);
     sae_trainer_free(t);
     sae_dict_free(d);
 }
@@ -328,7 +253,7 @@ static void test_oracle_saelens_standard(void **state)
 static void test_oracle_saelens_topk(void **state)
 {
     (void)state;
-    const char *file = oracle("saelens_topk_k4_d32_s128_b16");
+    const char *file = oracle_case("saelens_topk_k4_d32_s128_b16");
     sae_dict *d = dict_from(file, saelens_params, SAE_ARCH_TOPK, 4, 0);
     for (int rescale = 1; rescale >= 0; rescale--) {
         const char *v = rescale ? "rescale" : "norescale";
@@ -347,11 +272,11 @@ static void test_oracle_saelens_topk(void **state)
         assert_int_equal(m.n_dead, 40);
         char name[64];
         snprintf(name, sizeof name, "out.%s.mse_loss", v);
-        check_scalar(m.mse, file, name, LOSS_RTOL);
+        oracle_check_scalar(m.mse, file, name, LOSS_RTOL);
         snprintf(name, sizeof name, "out.%s.aux_loss", v);
-        check_scalar(m.aux, file, name, LOSS_RTOL);
+        oracle_check_scalar(m.aux, file, name, LOSS_RTOL);
         snprintf(name, sizeof name, "out.%s.loss", v);
-        check_scalar(m.loss, file, name, LOSS_RTOL);
+        oracle_check_scalar(m.loss, file, name, LOSS_RTOL);
         sae_trainer_free(t);
     }
     sae_dict_free(d);
@@ -360,7 +285,7 @@ static void test_oracle_saelens_topk(void **state)
 static void test_oracle_sparsify_topk(void **state)
 {
     (void)state;
-    const char *file = oracle("sparsify_topk_k4_d32_s128_b16");
+    const char *file = oracle_case("sparsify_topk_k4_d32_s128_b16");
     sae_dict *d = dict_from(file,
                             (native_names){"param.encoder.weight", "param.encoder.bias",
                                            "param.W_dec", "param.b_dec", true, false},
@@ -374,19 +299,21 @@ static void test_oracle_sparsify_topk(void **state)
                                       (native_names){"out.grad.encoder.weight",
                                                      "out.grad.encoder.bias", "out.grad.W_dec",
                                                      "out.grad.b_dec", true, false});
-    check_scalar(m.mse, file, "out.fvu", LOSS_RTOL);
-    check_scalar(m.aux, file, "out.auxk_loss", LOSS_RTOL);
-    check_scalar(m.loss, file, "out.trainer_loss", LOSS_RTOL);
+    oracle_check_scalar(m.mse, file, "out.fvu", LOSS_RTOL);
+    oracle_check_scalar(m.aux, file, "out.auxk_loss", LOSS_RTOL);
+    oracle_check_scalar(m.loss, file, "out.trainer_loss", LOSS_RTOL);
 
     /* The decoder constraint of sparsify, on its own gradient and weights. */
     int64_t n = 0;
-    float *W = load(file, "param.W_dec", &n), *G = load(file, "out.grad.W_dec", NULL);
+    float *W = oracle_load(file, "param.W_dec", false, &n);
+    float *G = oracle_load(file, "out.grad.W_dec", false, NULL);
     for (int64_t j = 0; j < 128; j++)
         sae__project_row(SAE_DECODER_UNIT_RAW, W + j * 32, G + j * 32, 32);
-    check_tensor(G, file, "out.grad.W_dec_after_remove_parallel", false, GRAD_ATOL, GRAD_RTOL);
+    oracle_check_tensor(G, file, "out.grad.W_dec_after_remove_parallel", false, GRAD_ATOL,
+                        GRAD_RTOL);
     for (int64_t j = 0; j < 128; j++)
         sae__renorm_row(SAE_DECODER_UNIT_RAW, W + j * 32, 32);
-    check_tensor(W, file, "out.W_dec_after_set_unit_norm", false, 1e-6, 1e-5);
+    oracle_check_tensor(W, file, "out.W_dec_after_set_unit_norm", false, 1e-6, 1e-5);
     test_free(W), test_free(G);
     sae_trainer_free(t);
     sae_dict_free(d);
@@ -395,7 +322,7 @@ static void test_oracle_sparsify_topk(void **state)
 static void test_oracle_dl_autoencoder(void **state)
 {
     (void)state;
-    const char *file = oracle("dl_autoencoder_d32_s128_b16");
+    const char *file = oracle_case("dl_autoencoder_d32_s128_b16");
     sae_dict *d = dict_from(file,
                             (native_names){"param.encoder.weight", "param.encoder.bias",
                                            "param.decoder.weight", "param.bias", true, true},
@@ -415,7 +342,7 @@ static void test_oracle_dl_autoencoder(void **state)
         sae_train_metrics m =
             check_grads(t, file, "in.x", (native_names){n[0], n[1], n[2], n[3], true, true});
         assert_true(fabs(m.l1_coefficient - 0.025) < 1e-12);
-        check_scalar(m.loss, file, april ? "out.april.loss" : "out.loss", LOSS_RTOL);
+        oracle_check_scalar(m.loss, file, april ? "out.april.loss" : "out.loss", LOSS_RTOL);
         /* The sidecar's logged values (scalar_losses_from_logging). */
         const double mse = 299.60455322265625, l1 = april ? 106.62761688232422 : 75.70342254638672;
         printf("    mse %.9g vs %.9g, l1 %.9g vs %.9g\n", m.mse, mse, m.l1, l1);
@@ -428,7 +355,7 @@ static void test_oracle_dl_autoencoder(void **state)
 static void test_oracle_dl_topk(void **state)
 {
     (void)state;
-    const char *file = oracle("dl_topk_k4_d32_s128_b16");
+    const char *file = oracle_case("dl_topk_k4_d32_s128_b16");
     sae_dict *d = dict_from(file,
                             (native_names){"param.encoder.weight", "param.encoder.bias",
                                            "param.decoder.weight", "param.b_dec", true, true},
@@ -445,12 +372,12 @@ static void test_oracle_dl_topk(void **state)
                                                      "out.grad.decoder.weight", "out.grad.b_dec",
                                                      true, true});
     assert_int_equal(m.n_dead, 19);
-    check_scalar(m.mse, file, "out.l2_loss", LOSS_RTOL);
-    check_scalar(m.aux, file, "out.auxk_loss_normalized", LOSS_RTOL);
-    check_scalar(m.loss, file, "out.loss", LOSS_RTOL);
+    oracle_check_scalar(m.mse, file, "out.l2_loss", LOSS_RTOL);
+    oracle_check_scalar(m.aux, file, "out.auxk_loss_normalized", LOSS_RTOL);
+    oracle_check_scalar(m.loss, file, "out.loss", LOSS_RTOL);
     /* A step on the same batch commits the counters after this batch. */
     int64_t nx = 0;
-    float *x = load(file, "in.x", &nx);
+    float *x = oracle_load(file, "in.x", false, &nx);
     assert_sae_ok(sae_trainer_step(t, nx / 32, x, 32, NULL));
     int64_t nf = 0, *after = load_i64(file, "state.num_tokens_since_fired_after", &nf);
     for (int64_t j = 0; j < nf; j++)
@@ -463,7 +390,7 @@ static void test_oracle_dl_topk(void **state)
 static void test_oracle_openai_relu(void **state)
 {
     (void)state;
-    const char *file = oracle("openai_relu_d16_s64_b16");
+    const char *file = oracle_case("openai_relu_d16_s64_b16");
     sae_dict *d = dict_from(file,
                             (native_names){"param.encoder.weight", "param.latent_bias",
                                            "param.decoder.weight", "param.pre_bias", true, true},
@@ -477,9 +404,9 @@ static void test_oracle_openai_relu(void **state)
                                                      "out.grad.latent_bias",
                                                      "out.grad.decoder.weight",
                                                      "out.grad.pre_bias", true, true});
-    check_scalar(m.mse, file, "out.normalized_mse", LOSS_RTOL);
-    check_scalar(m.l1, file, "out.normalized_L1", LOSS_RTOL);
-    check_scalar(m.loss, file, "out.autoencoder_loss", LOSS_RTOL);
+    oracle_check_scalar(m.mse, file, "out.normalized_mse", LOSS_RTOL);
+    oracle_check_scalar(m.l1, file, "out.normalized_L1", LOSS_RTOL);
+    oracle_check_scalar(m.loss, file, "out.autoencoder_loss", LOSS_RTOL);
     sae_trainer_free(t);
     sae_dict_free(d);
 }
@@ -487,18 +414,18 @@ static void test_oracle_openai_relu(void **state)
 static void test_oracle_geometric_median(void **state)
 {
     (void)state;
-    const char *file = oracle("dl_geometric_median_n64_d32");
+    const char *file = oracle_case("dl_geometric_median_n64_d32");
     int64_t n = 0;
-    float *x = load(file, "in.points", &n);
+    float *x = oracle_load(file, "in.points", false, &n);
     const int64_t d = 32, rows = n / d;
     float out[32];
     double *w = test_malloc(sizeof(double) * (size_t)(rows + d));
     sae__batch_mean(rows, d, x, d, out);
-    check_tensor(out, file, "out.mean_for_reference", false, 1e-6, 1e-6);
+    oracle_check_tensor(out, file, "out.mean_for_reference", false, 1e-6, 1e-6);
     sae__geometric_median(rows, d, x, d, 100, 1e-5, w, out);
-    check_tensor(out, file, "out.median", false, 1e-4, 0);
+    oracle_check_tensor(out, file, "out.median", false, 1e-4, 0);
     sae__geometric_median(rows, d, x, d, 3, 1e-5, w, out);
-    check_tensor(out, file, "out.median_max_iter3", false, 1e-5, 0);
+    oracle_check_tensor(out, file, "out.median_max_iter3", false, 1e-5, 0);
     test_free(w), test_free(x);
 }
 
@@ -974,7 +901,7 @@ static void test_option_validation(void **state)
     sae_trainer_free(t);
 
     /* create_from: the options must agree with the dictionary */
-    sae_dict *d = dict_from(oracle("saelens_standard_d32_s128_b16"), saelens_params,
+    sae_dict *d = dict_from(oracle_case("saelens_standard_d32_s128_b16"), saelens_params,
                             SAE_ARCH_STANDARD, 0, 0);
     o = options_for(SAE_PRESET_SAELENS);
     o.d_in = 31;
