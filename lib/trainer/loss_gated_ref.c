@@ -31,11 +31,7 @@ static void free_buffers(gated_buffers *B)
 static sae_status alloc_buffers(gated_buffers *B, int64_t n, int64_t F, int64_t d)
 {
     memset(B, 0, sizeof *B);
-    struct {
-        void **p;
-        int64_t count;
-        size_t size;
-    } all[] = {{(void **)&B->gate, n * F, 8}, {(void **)&B->mag, n * F, 8},
+    const sae__ref_buffer all[] = {{(void **)&B->gate, n * F, 8}, {(void **)&B->mag, n * F, 8},
                {(void **)&B->f, n * F, 8},    {(void **)&B->h, n * F, 8},
                {(void **)&B->dgate, n * F, 8}, {(void **)&B->dmag, n * F, 8},
                {(void **)&B->xd, n * d, 8},   {(void **)&B->xp, n * d, 8},
@@ -45,15 +41,10 @@ static sae_status alloc_buffers(gated_buffers *B, int64_t n, int64_t F, int64_t 
                {(void **)&B->next, F, 8},
                {(void **)&B->fired, F, 1},    {(void **)&B->dead, F, 1},
                {(void **)&B->list, F, 4}};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        *all[i].p = sae__alloc_array(NULL, (size_t)all[i].count, all[i].size);
-        if (!*all[i].p) {
-            free_buffers(B);
-            return SAE_ENOMEM;
-        }
-        memset(*all[i].p, 0, (size_t)all[i].count * all[i].size);
-    }
-    return SAE_OK;
+    sae_status s = sae__ref_buffers_alloc(all, sizeof all / sizeof all[0]);
+    if (s != SAE_OK)
+        free_buffers(B);
+    return s;
 }
 
 sae_status sae__gated_loss_grad_ref(const sae__train_cfg *c, const sae__params *p,

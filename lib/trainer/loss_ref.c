@@ -34,11 +34,7 @@ static void free_buffers(ref_buffers *B)
 static sae_status alloc_buffers(ref_buffers *B, int64_t n, int64_t F, int64_t d)
 {
     memset(B, 0, sizeof *B);
-    struct {
-        void **p;
-        int64_t count;
-        size_t size;
-    } all[] = {{(void **)&B->pre, n * F, 8}, {(void **)&B->f, n * F, 8},
+    const sae__ref_buffer all[] = {{(void **)&B->pre, n * F, 8}, {(void **)&B->f, n * F, 8},
                {(void **)&B->u, n * F, 8},   {(void **)&B->c, n * F, 8},
                {(void **)&B->a, n * F, 8},   {(void **)&B->gpre, n * F, 8},
                {(void **)&B->xp, n * d, 8},  {(void **)&B->r, n * d, 8},
@@ -47,13 +43,19 @@ static sae_status alloc_buffers(ref_buffers *B, int64_t n, int64_t F, int64_t d)
                {(void **)&B->gs, F, 8},      {(void **)&B->row, F, 4},
                {(void **)&B->val, F, 4},     {(void **)&B->idx, F, 4},
                {(void **)&B->fired, F, 1},   {(void **)&B->dead, F, 1}};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-        *all[i].p = sae__alloc_array(NULL, (size_t)all[i].count, all[i].size);
-        if (!*all[i].p) {
-            free_buffers(B);
+    sae_status s = sae__ref_buffers_alloc(all, sizeof all / sizeof all[0]);
+    if (s != SAE_OK)
+        free_buffers(B);
+    return s;
+}
+
+sae_status sae__ref_buffers_alloc(const sae__ref_buffer *table, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        *table[i].p = sae__alloc_array(NULL, (size_t)table[i].count, table[i].size);
+        if (!*table[i].p)
             return SAE_ENOMEM;
-        }
-        memset(*all[i].p, 0, (size_t)all[i].count * all[i].size);
+        memset(*table[i].p, 0, (size_t)table[i].count * table[i].size);
     }
     return SAE_OK;
 }

@@ -250,6 +250,16 @@ void sae__b_dec_grad(sae_trainer *t, int64_t n_rows, const float *G);
 /* The same with s (F) = sum_b dL/dt_b in place of db_enc (Gated: t feeds both paths). */
 void sae__b_dec_grad_from(sae_trainer *t, int64_t n_rows, const float *G, const float *s);
 
+/* The reference twins' scratch: a table of buffers, *p receiving count elements of size
+ * bytes. sae__ref_buffers_alloc allocates them all zeroed with the default allocator; on
+ * SAE_ENOMEM the ones already allocated stay set (the rest NULL) for the caller to free. */
+typedef struct sae__ref_buffer {
+    void **p;
+    int64_t count;
+    size_t size;
+} sae__ref_buffer;
+sae_status sae__ref_buffers_alloc(const sae__ref_buffer *table, size_t n);
+
 /* Reference twin of every fast path (standard, TopK and BatchTopK here; JumpReLU and Gated
  * dispatched to their own twins): dense loops in double, same conventions. since: dead
  * counters before the batch; grad: views of a gradient block like t->gp. ENOMEM only. */
