@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "oracle_util.h"
+#include "trainer_util.h"
 #include "sae/trainer.h"
 #include "trainer/trainer_internal.h"
 
@@ -366,16 +367,6 @@ static const variant variants[] = {
     {"standard no b_dec input", SAE_ARCH_STANDARD, SAE_PRESET_SAELENS, {.b_dec_input = OFF}},
 };
 
-/* |a - b| <= tol * (max |b| + |b|): gradients against a double-precision twin. */
-static void check_scaled(const float *got, const float *want, int64_t n, double tol,
-                         const char *what)
-{
-    double big = 0;
-    for (int64_t i = 0; i < n; i++)
-        big = fabs(want[i]) > big ? fabs(want[i]) : big;
-    assert_close_f32(got, want, n, tol * big + 1e-30, tol, what);
-}
-
 static void test_fast_matches_reference(void **state)
 {
     (void)state;
@@ -524,38 +515,6 @@ static void test_step_updates_every_block(void **state)
         test_free(x), test_free(p), test_free(m), test_free(v), test_free(extra0);
         sae_trainer_free(t);
     }
-}
-
-/* Sparse data: each row a positive mix of 3 of 24 unit directions. */
-static void run_steps(sae_trainer *t, int steps, int64_t n, int64_t d, uint64_t seed,
-                      double *losses)
-{
-    const int64_t G = 24;
-    float *dirs = test_malloc(sizeof(float) * (size_t)(G * d));
-    float *x = test_malloc(sizeof(float) * (size_t)(n * d));
-    fill_normal(dirs, G * d, 99, 1.0f);
-    for (int64_t g = 0; g < G; g++) {
-        const float norm = sae__row_norm(dirs + g * d, d);
-        for (int64_t i = 0; i < d; i++)
-            dirs[g * d + i] /= norm;
-    }
-    sae_rng rng;
-    sae_rng_init(&rng, seed, 1);
-    for (int s = 0; s < steps; s++) {
-        memset(x, 0, sizeof(float) * (size_t)(n * d));
-        for (int64_t b = 0; b < n; b++)
-            for (int a = 0; a < 3; a++) {
-                const int64_t g = (int64_t)sae_rng_below(&rng, (uint64_t)G);
-                const float c = 0.5f + sae_rng_uniform(&rng);
-                for (int64_t i = 0; i < d; i++)
-                    x[b * d + i] += c * dirs[g * d + i];
-            }
-        sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
-        assert_sae_ok(sae_trainer_step(t, n, x, d, &m));
-        if (losses)
-            losses[s] = m.mse;
-    }
-    test_free(dirs), test_free(x);
 }
 
 /* Same seed and threads: identical bytes; 1 thread or 2: identical too. */
