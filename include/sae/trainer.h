@@ -11,7 +11,8 @@
  *   2. forward: x' = x - b_dec, pre = x' W_enc + b_enc, codes, x_hat = f W_dec + b_dec;
  *   3. loss = reconstruction + l1_coefficient * warm-up * L1 (standard)
  *             + auxk_coefficient * AuxK (TopK, dead features);
- *   4. gradients (TopK: sparse, O(B k d_in) besides the encoder product);
+ *   4. gradients (TopK: sparse, O(B k d_in) besides the encoder product; standard: sparse in
+ *      the same way when the batch's mean L0 is at most d_sae / 16, else dense products);
  *   5. decoder constraint: remove from each decoder row's gradient its component along the row;
  *   6. gradient clipping by global norm; 7. Adam (torch semantics); 8. renormalise decoder rows;
  *   9. dead-feature counters, the learning-rate and L1 schedules advance.
@@ -304,8 +305,8 @@ SAE_API void sae_trainer_free(sae_trainer *trainer);
  * The batch is checked before anything changes: a NaN or Inf is ::SAE_ENUMERIC (or a skipped
  * batch with ::SAE_TRAIN_SKIP_NONFINITE), and so is a non-finite loss or gradient, in which
  * case the weights, optimiser state and counters are left as they were. The workspace grows
- * to the largest batch seen (TopK and standard: about n * d_sae floats for the encoder product,
- * standard twice that).
+ * to the largest batch seen (TopK and standard: about n * d_sae floats for the encoder product;
+ * standard: plus n * 512 floats per thread).
  * @param[in,out] trainer The trainer.
  * @param[in] n Rows in the batch (>= 1).
  * @param[in] x (n, d_in), ldx >= d_in.

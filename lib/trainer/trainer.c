@@ -37,7 +37,8 @@ static sae_status ensure_rows(sae_trainer *t, int64_t n)
     const sae__train_cfg *c = &t->cfg;
     const int64_t F = c->F, d = c->d_in;
     const bool topk = c->arch == SAE_ARCH_TOPK;
-    const int64_t k = topk ? c->k : 0, kx = topk && c->auxk_coefficient > 0 ? c->k_aux : 0;
+    const int64_t k = topk ? c->k : SAE__RELU_SPARSE_WIDTH(F);
+    const int64_t kx = topk && c->auxk_coefficient > 0 ? c->k_aux : 0;
     const sae_allocator *a = t->allocator;
     struct {
         void **p;
@@ -45,7 +46,8 @@ static sae_status ensure_rows(sae_trainer *t, int64_t n)
         size_t size;
     } rows[] = {
         {(void **)&w->xp, n * d, 4},        {(void **)&w->pre, n * F, 4},
-        {(void **)&w->gpre, topk ? 1 : n * F, 4}, {(void **)&w->G, 2 * n * d, 4},
+        {(void **)&w->gpre, topk ? 1 : sae__standard_scratch_floats(c, n), 4},
+        {(void **)&w->G, 2 * n * d, 4},     {(void **)&w->sel_ptr, n + 1, 8},
         {(void **)&w->sel_idx, n * k, 4},   {(void **)&w->sel_u, n * k, 4},
         {(void **)&w->sel_f, n * k, 4},     {(void **)&w->sel_g, n * k, 4},
         {(void **)&w->aux_idx, n * kx, 4},  {(void **)&w->aux_c, n * kx, 4},
@@ -102,8 +104,8 @@ void sae_trainer_free(sae_trainer *t)
         return;
     sae__workspace *w = &t->ws;
     void *owned[] = {t->param, t->m, t->v, t->grad, t->since_fired, w->xp, w->pre, w->gpre,
-                     w->G, w->sel_idx, w->sel_u, w->sel_f, w->sel_g, w->aux_idx, w->aux_c,
-                     w->aux_g, w->row_sums, w->row_factor, w->row_weight, w->col_tmp,
+                     w->G, w->sel_idx, w->sel_ptr, w->sel_u, w->sel_f, w->sel_g, w->aux_idx,
+                     w->aux_c, w->aux_g, w->row_sums, w->row_factor, w->row_weight, w->col_tmp,
                      w->dec_norm, w->fired, w->dead, w->dead_list, w->counts_next, w->csc_ptr,
                      w->csc_fill, w->csc_split, w->csc_row, w->csc_cd, w->csc_ce, w->grad_sq,
                      w->b_dec_backup, w->gm_weights, w->thread_scratch};
