@@ -12,17 +12,9 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/resource.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "internal.h" /* sae__sgemm */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int main(int argc, char **argv)
 {
@@ -41,31 +33,29 @@ int main(int argc, char **argv)
     int t_eff = threads > 0 ? threads : sae_default_threads();
     int64_t m = F < 1024 ? F : 1024;
     sae__sgemm(false, true, m, m, d, 1.0f, W, d, W, d, 0.0f, C, m, t_eff); /* warm-up */
-    double t0 = now_seconds();
+    double t0 = bench_now();
     int reps = 5;
     for (int r = 0; r < reps; r++)
         sae__sgemm(false, true, m, m, d, 1.0f, W, d, W, d, 0.0f, C, m, t_eff);
-    double gemm_gflops = 2.0 * m * m * d * reps / (now_seconds() - t0) / 1e9;
+    double gemm_gflops = 2.0 * m * m * d * reps / (bench_now() - t0) / 1e9;
 
     sae_coherence c = SAE_COHERENCE_INIT;
-    t0 = now_seconds();
+    t0 = bench_now();
     if (sae_ortho_coherence(&c, NULL, W, F, d, d, NULL, 0, threads) != SAE_OK) {
         fprintf(stderr, "%s\n", sae_last_error());
         return 1;
     }
-    double t_coh = now_seconds() - t0, coh_gflops = (double)F * F * d / t_coh / 1e9;
+    double t_coh = bench_now() - t0, coh_gflops = (double)F * F * d / t_coh / 1e9;
 
     float *grad = calloc((size_t)(F * d), sizeof(float));
     double p;
     int64_t n;
     sae_ortho_subset(S, &n, 1024, F, 1, 0);
-    t0 = now_seconds();
+    t0 = bench_now();
     if (!grad || sae_ortho_penalty(&p, grad, d, 1e-4f, W, F, d, d, S, n, threads) != SAE_OK)
         return 1;
-    double t_pen = now_seconds() - t0;
+    double t_pen = bench_now() - t0;
 
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
     printf("{\"F\": %lld, \"d\": %lld, \"threads\": %d, \"blas_kernels\": \"%s\", "
            "\"coherence_s\": %.3f, \"coherence_gflops\": %.1f, \"sgemm_gflops\": %.1f, "
            "\"share_of_sgemm\": %.3f, \"penalty_grad_subset1024_s\": %.4f, "
@@ -73,7 +63,7 @@ int main(int argc, char **argv)
            "\"max_cos\": %.6f}\n",
            (long long)F, (long long)d, t_eff, sae_blas_kernels(), t_coh, coh_gflops,
            gemm_gflops, coh_gflops / gemm_gflops, t_pen, 4.0 * F * d / 1048576,
-           4.0 * F * d / 1048576, ru.ru_maxrss / 1024.0, c.mean_cos, c.max_cos);
+           4.0 * F * d / 1048576, bench_peak_rss_mib(), c.mean_cos, c.max_cos);
     free(grad);
     free(W);
     free(C);

@@ -12,69 +12,15 @@
  * usage: bench_encode [--threads T] [--batches 1,16,...] [--d-in D] [--d-sae F] [--k K]
  *                     [--reps-scale S]
  */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "internal.h" /* sae__sgemm */
 
 #define MAX_BATCHES 16
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
-}
-
-static void die(const char *what, sae_status s)
-{
-    fprintf(stderr, "bench_encode: %s: %s (%s)\n", what, sae_last_error(), sae_status_str(s));
-    exit(1);
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "bench_encode: out of memory (%zu bytes)\n", n);
-        exit(1);
-    }
-    return p;
-}
-
-static void fill_normal(float *x, int64_t n, float scale, sae_rng *rng)
-{
-    for (int64_t i = 0; i < n; i++)
-        x[i] = scale * sae_rng_normal(rng);
-}
-
-static long parse_long(const char *flag, const char *v, long min)
-{
-    char *end = NULL;
-    errno = 0;
-    long r = v ? strtol(v, &end, 10) : 0;
-    if (!v || errno || *end || r < min) {
-        fprintf(stderr, "bench_encode: %s needs an integer >= %ld\n", flag, min);
-        exit(2);
-    }
-    return r;
-}
 
 /* What is timed: one call of one of the three paths. */
 typedef enum { RUN_RELU, RUN_TOPK, RUN_SGEMM } run_kind;
@@ -106,19 +52,19 @@ static void run_once(const run_ctx *c)
         break;
     }
     if (s != SAE_OK)
-        die(c->kind == RUN_SGEMM ? "sgemm" : "encode", s);
+        bench_die(c->kind == RUN_SGEMM ? "sgemm" : "encode", s);
 }
 
 static double time_median(const run_ctx *c, int reps)
 {
-    double *t = xmalloc((size_t)reps * sizeof *t);
+    double *t = bench_xmalloc((size_t)reps * sizeof *t);
     run_once(c); /* warm-up: page in the outputs, size the workspace */
     for (int r = 0; r < reps; r++) {
-        double t0 = now_seconds();
+        double t0 = bench_now();
         run_once(c);
-        t[r] = now_seconds() - t0;
+        t[r] = bench_now() - t0;
     }
-    double m = median(t, reps);
+    double m = bench_median(t, reps);
     free(t);
     return m;
 }
@@ -134,13 +80,13 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--threads"))
-            threads = (int)parse_long(a, v, 1), i++;
+            threads = (int)bench_parse_long(a, v, 1), i++;
         else if (!strcmp(a, "--d-in"))
-            d_in = parse_long(a, v, 1), i++;
+            d_in = bench_parse_long(a, v, 1), i++;
         else if (!strcmp(a, "--d-sae"))
-            d_sae = parse_long(a, v, 1), i++;
+            d_sae = bench_parse_long(a, v, 1), i++;
         else if (!strcmp(a, "--k"))
-            k = parse_long(a, v, 1), i++;
+            k = bench_parse_long(a, v, 1), i++;
         else if (!strcmp(a, "--reps-scale")) {
             reps_scale = v ? atof(v) : 0, i++;
             if (!(reps_scale > 0)) {
@@ -156,7 +102,7 @@ int main(int argc, char **argv)
             char *copy = strdup(v), *save = NULL;
             for (char *tok = strtok_r(copy, ",", &save); tok && n_batches < MAX_BATCHES;
                  tok = strtok_r(NULL, ",", &save))
-                batches[n_batches++] = parse_long("--batches", tok, 1);
+                batches[n_batches++] = bench_parse_long("--batches", tok, 1);
             free(copy);
             i++;
         } else {
@@ -173,13 +119,13 @@ int main(int argc, char **argv)
      * is not used by encode but a dictionary needs one: W_dec ~ N(0, 1)/sqrt(d_sae). */
     sae_rng rng;
     sae_rng_init(&rng, 1234, 0);
-    float *W_enc = xmalloc((size_t)(d_in * d_sae) * sizeof(float));
-    float *W_dec = xmalloc((size_t)(d_in * d_sae) * sizeof(float));
-    fill_normal(W_enc, d_in * d_sae, (float)(1.0 / sqrt((double)d_in)), &rng);
-    fill_normal(W_dec, d_in * d_sae, (float)(1.0 / sqrt((double)d_sae)), &rng);
+    float *W_enc = bench_xmalloc((size_t)(d_in * d_sae) * sizeof(float));
+    float *W_dec = bench_xmalloc((size_t)(d_in * d_sae) * sizeof(float));
+    bench_fill_normal(W_enc, d_in * d_sae, (float)(1.0 / sqrt((double)d_in)), &rng);
+    bench_fill_normal(W_dec, d_in * d_sae, (float)(1.0 / sqrt((double)d_sae)), &rng);
     float *b_enc = calloc((size_t)d_sae, sizeof(float)), *b_dec = calloc((size_t)d_in, sizeof(float));
     if (!b_enc || !b_dec)
-        die("allocating biases", SAE_ENOMEM);
+        bench_die("allocating biases", SAE_ENOMEM);
 
     sae_dict_weights w = SAE_DICT_WEIGHTS_INIT;
     w.W_enc = W_enc, w.b_enc = b_enc, w.W_dec = W_dec, w.b_dec = b_dec;
@@ -190,18 +136,18 @@ int main(int argc, char **argv)
     sae_dict *relu = NULL, *topk = NULL;
     sae_status s = sae_dict_create(&relu, &cfg, &w, NULL);
     if (s != SAE_OK)
-        die("sae_dict_create (relu)", s);
+        bench_die("sae_dict_create (relu)", s);
     cfg.arch = SAE_ARCH_TOPK;
     cfg.k = k;
     if ((s = sae_dict_create(&topk, &cfg, &w, NULL)) != SAE_OK)
-        die("sae_dict_create (topk)", s);
+        bench_die("sae_dict_create (topk)", s);
     free(W_dec);
 
     int64_t max_batch = 1;
     for (int b = 0; b < n_batches; b++)
         max_batch = batches[b] > max_batch ? batches[b] : max_batch;
-    float *x = xmalloc((size_t)(max_batch * d_in) * sizeof(float));
-    float *out = xmalloc((size_t)(max_batch * d_sae) * sizeof(float));
+    float *x = bench_xmalloc((size_t)(max_batch * d_in) * sizeof(float));
+    float *out = bench_xmalloc((size_t)(max_batch * d_sae) * sizeof(float));
 
     printf("{\"libsae_version\": \"%s\", \"blas_kernels\": \"%s\", \"threads\": %d, "
            "\"d_in\": %lld, \"d_sae\": %lld, \"k\": %lld, \"results\": [",
@@ -213,7 +159,7 @@ int main(int argc, char **argv)
         reps = (int)(reps * reps_scale + 0.5);
         if (reps < 1)
             reps = 1;
-        fill_normal(x, n * d_in, 1.0f, &rng);
+        bench_fill_normal(x, n * d_in, 1.0f, &rng);
 
         sae_encoder_options eo = SAE_ENCODER_OPTIONS_INIT;
         eo.n_threads = threads;
@@ -224,7 +170,7 @@ int main(int argc, char **argv)
             (s = sae_encoder_create(&enc_topk, topk, &eo)) != SAE_OK ||
             (s = sae_codes_create(&codes, NULL)) != SAE_OK ||
             (s = sae_codes_reserve(codes, n, n * k)) != SAE_OK)
-            die("making the encoders", s);
+            bench_die("making the encoders", s);
 
         run_ctx c = {RUN_RELU, enc_relu, codes, n, d_in, d_sae, x, W_enc, out, threads};
         double t_relu = time_median(&c, reps);

@@ -15,53 +15,18 @@ installs it with apt-get (as root). Exit status: 0 when every run worked (whatev
 thresholds say), 1 otherwise.
 """
 import argparse
-import glob
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
+from bench_util import PYTHON, REPO, ensure_torch, find_bench_binary, parse_json_object
+
 BATCHES = (1, 16, 64, 256, 4096)
 # (name in the torch script, name in the report, field of bench_encode's JSON)
 ARCHS = (("relu", "relu_dense", "relu_dense_tok_s"), ("topk", "topk_sparse", "topk_sparse_tok_s"))
-PYTHON = "/usr/bin/python3"
-
-
-def find_bench_binary(explicit):
-    if explicit:
-        return explicit
-    if os.environ.get("BENCH_ENCODE"):
-        return os.environ["BENCH_ENCODE"]
-    patterns = [os.path.join(HERE, "bench_encode"),
-                os.path.join(REPO, "build*", "bench", "bench_encode"),
-                os.path.join(os.path.dirname(REPO), "build*", "bench", "bench_encode")]
-    found = [p for pat in patterns for p in glob.glob(pat) if os.access(p, os.X_OK)]
-    if not found:
-        sys.exit("encode.py: bench_encode not found; build it (cmake --build BUILD --target "
-                 "bench_encode) and pass --bin or set BENCH_ENCODE")
-    return max(found, key=os.path.getmtime)  # the most recently built one
-
-
-def ensure_torch(errors):
-    ok = subprocess.run([PYTHON, "-c", "import torch"], capture_output=True).returncode == 0
-    if ok:
-        return True
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        errors.append("torch is missing and apt-get cannot run here: apt-get install python3-torch")
-        return False
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "python3-torch"]):
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if r.returncode != 0:
-            errors.append("%s failed: %s" % (" ".join(cmd), r.stderr.strip()[-500:]))
-            return False
-    return subprocess.run([PYTHON, "-c", "import torch"], capture_output=True).returncode == 0
-
 
 # "B=   16 relu:    1.234 ms/call      12966 tok/s   39.1 GFLOP/s"
 TORCH_LINE = re.compile(r"B\s*=\s*(\d+)\s+(\w+)\s*:\s*([0-9.eE+-]+)\s*ms/call"
@@ -89,14 +54,6 @@ def parse_torch(text):
     return rates, threads
 
 
-def parse_json_object(text):
-    """The JSON object in a program's output (tolerates lines before or after it)."""
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
-        raise ValueError("no JSON object in the output")
-    return json.loads(text[start:end + 1])
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bin", help="path of bench_encode")
@@ -109,7 +66,7 @@ def main():
 
     t0 = time.time()
     errors = []
-    binary = find_bench_binary(args.bin)
+    binary = find_bench_binary("bench_encode", args.bin, "BENCH_ENCODE")
     r = subprocess.run([binary, "--threads", str(args.threads)] + args.bench_args,
                        capture_output=True, text=True)
     try:
@@ -123,10 +80,8 @@ def main():
 
     torch_rates, torch_threads, torch_version = {}, None, None
     if not args.skip_torch:
-        if ensure_torch(errors):
-            torch_version = subprocess.run(
-                [PYTHON, "-c", "import torch; print(torch.__version__)"],
-                capture_output=True, text=True).stdout.strip() or None
+        torch_version = ensure_torch(errors)
+        if torch_version:
             tr = subprocess.run([PYTHON, args.torch_script, str(args.threads)],
                                 capture_output=True, text=True)
             torch_rates, torch_threads = parse_torch(tr.stdout)

@@ -89,6 +89,74 @@ static void test_blas_wrapper_matches_reference(void **state)
     test_free(A), test_free(B), test_free(C1), test_free(C2);
 }
 
+/* What the tiled product's epilogue saw: each element's visits, and its value at the visit. */
+typedef struct tile_log {
+    const float *C;
+    int64_t ldc;
+    int *visits;   /* (m, n) */
+    float *seen;   /* (m, n) */
+    int64_t n;
+} tile_log;
+
+static void log_tile(void *user, int64_t r0, int64_t r1, int64_t c0, int64_t c1)
+{
+    tile_log *l = user;
+    for (int64_t r = r0; r < r1; r++)
+        for (int64_t c = c0; c < c1; c++) { /* tiles are disjoint: no two threads meet here */
+            l->visits[r * l->n + c]++;
+            l->seen[r * l->n + c] = l->C[r * l->ldc + c];
+        }
+}
+
+/* C = alpha op(A) op(B) + beta C in tiles against the naive product of explicit transposes;
+ * every element reaches the epilogue once, with its final value. */
+static void test_tiled_gemm_matches_reference(void **state)
+{
+    (void)state;
+    const int64_t shapes[][3] = {{1, 1, 1}, {7, 33, 5}, {50, 17, 64}, {97, 130, 9}};
+    const int64_t tiles[][2] = {{0, 0}, {1, 1}, {16, 0}, {0, 32}, {13, 7}, {1000, 1000}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int trans = 0; trans < 4; trans++)
+            for (size_t ti = 0; ti < sizeof tiles / sizeof tiles[0]; ti++) {
+                const int64_t m = shapes[si][0], n = shapes[si][1], k = shapes[si][2];
+                const bool ta = trans & 1, tb = trans & 2;
+                /* stored A: (m, k) or (k, m) with 3 spare columns; B likewise */
+                const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
+                float *A = test_malloc(sizeof(float) * (size_t)((ta ? k : m) * lda));
+                float *B = test_malloc(sizeof(float) * (size_t)((tb ? n : k) * ldb));
+                float *C = test_malloc(sizeof(float) * (size_t)(m * ldc));
+                float *Ap = test_malloc(sizeof(float) * (size_t)(m * k));
+                float *Bp = test_malloc(sizeof(float) * (size_t)(k * n));
+                float *want = test_malloc(sizeof(float) * (size_t)(m * n));
+                fill_normal(A, (ta ? k : m) * lda, 1 + si, 1.0f);
+                fill_normal(B, (tb ? n : k) * ldb, 2 + si, 1.0f);
+                fill_normal(C, m * ldc, 3 + si, 1.0f);
+                for (int64_t r = 0; r < m; r++)
+                    for (int64_t i = 0; i < k; i++)
+                        Ap[r * k + i] = ta ? A[i * lda + r] : A[r * lda + i];
+                for (int64_t i = 0; i < k; i++)
+                    for (int64_t c = 0; c < n; c++)
+                        Bp[i * n + c] = tb ? B[c * ldb + i] : B[i * ldb + c];
+                sae__sgemm_ref(m, n, k, Ap, k, Bp, n, want, n);
+                for (int64_t r = 0; r < m; r++) /* alpha 0.5, beta -2 */
+                    for (int64_t c = 0; c < n; c++)
+                        want[r * n + c] = 0.5f * want[r * n + c] - 2.0f * C[r * ldc + c];
+                tile_log log = {C, ldc, test_calloc((size_t)(m * n), sizeof(int)),
+                                test_malloc(sizeof(float) * (size_t)(m * n)), n};
+                assert_sae_ok(sae__sgemm_tiles(ta, tb, m, n, k, 0.5f, A, lda, B, ldb, -2.0f, C,
+                                               ldc, tiles[ti][0], tiles[ti][1], 2, log_tile,
+                                               &log));
+                for (int64_t r = 0; r < m; r++) {
+                    assert_close_f32(C + r * ldc, want + r * n, n, 1e-4, 1e-4, "tiled gemm");
+                    assert_memory_equal(C + r * ldc, log.seen + r * n, sizeof(float) * (size_t)n);
+                    for (int64_t c = 0; c < n; c++)
+                        assert_int_equal(log.visits[r * n + c], 1);
+                }
+                test_free(A), test_free(B), test_free(C), test_free(Ap), test_free(Bp);
+                test_free(want), test_free(log.visits), test_free(log.seen);
+            }
+}
+
 /* One random parameter set per architecture and convention; the fast epilogue must equal the
  * plain formulas. */
 static void test_activation_matches_reference(void **state)
@@ -131,6 +199,7 @@ int main(void)
         cmocka_unit_test(test_topk_matches_reference),
         cmocka_unit_test(test_stream_gemm_matches_reference),
         cmocka_unit_test(test_blas_wrapper_matches_reference),
+        cmocka_unit_test(test_tiled_gemm_matches_reference),
         cmocka_unit_test(test_activation_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -478,6 +478,15 @@ static const variant variants[] = {
      {.resample_steps = 6}},
 };
 
+/* Standard SAEs: codes of density about 1/48, below SAE__RELU_SPARSE_WIDTH, by a b_enc that
+ * keeps all features but every 24th from firing. */
+static void make_codes_sparse(sae_trainer *t)
+{
+    for (int64_t j = 0; j < t->cfg.F; j++)
+        if (j % 24 != 0)
+            t->p.b_enc[j] = -1e3f;
+}
+
 static void test_fast_backward_matches_reference(void **state)
 {
     (void)state;
@@ -495,66 +504,97 @@ static void test_fast_backward_matches_reference(void **state)
             }
             float *x = test_malloc(sizeof(float) * (size_t)(n * ldx));
             fill_normal(x, n * ldx, 7 + si, 1.0f);
-            sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
-            assert_sae_ok(sae__trainer_loss_and_grad(t, n, x, ldx, &m, NULL));
-            float *ref = test_malloc(sizeof(float) * (size_t)t->n_params);
-            sae__params g = sae__params_view(ref, F, d);
-            sae__loss_terms L;
-            assert_sae_ok(sae__loss_grad_ref(&t->cfg, &t->p, t->since_fired, m.l1_coefficient, n,
-                                             x, ldx, &g, &L));
-            char what[160];
+            char what[200];
             snprintf(what, sizeof what, "%s, n %lld d %lld F %lld k %lld", v->name,
                      (long long)n, (long long)d, (long long)F, (long long)k);
-            const struct {
-                const char *name;
-                const float *got, *want;
-                int64_t count;
-            } parts[] = {{"W_encT", t->gp.W_encT, g.W_encT, F * d},
-                         {"W_dec", t->gp.W_dec, g.W_dec, F * d},
-                         {"b_enc", t->gp.b_enc, g.b_enc, F},
-                         {"b_dec", t->gp.b_dec, g.b_dec, d}};
-            for (size_t p = 0; p < 4; p++) {
-                char label[200];
-                snprintf(label, sizeof label, "%s: %s", what, parts[p].name);
-                check_scaled(parts[p].got, parts[p].want, parts[p].count, 2e-5, label);
+            const double l0 = check_against_reference(t, n, x, ldx, what).l0;
+            if (v->arch == SAE_ARCH_STANDARD) {
+                /* dense codes take the dense path; sparse codes the sparse one, and the dense
+                 * one when forced: both against the reference */
+                assert_int_equal(t->ws.relu_taken, l0 <= SAE__RELU_SPARSE_WIDTH(F) ? 2 : 1);
+                make_codes_sparse(t);
+                char label[240];
+                snprintf(label, sizeof label, "%s, sparse codes", what);
+                check_against_reference(t, n, x, ldx, label);
+                assert_int_equal(t->ws.relu_taken, 2);
+                t->ws.relu_force = 1;
+                snprintf(label, sizeof label, "%s, sparse codes, dense path", what);
+                check_against_reference(t, n, x, ldx, label);
+                assert_int_equal(t->ws.relu_taken, 1);
             }
-            const double pairs[][2] = {{m.loss, L.loss}, {m.mse, L.mse}, {m.aux, L.aux},
-                                       {m.l1, L.l1}, {m.l0, L.l0}};
-            for (size_t p = 0; p < 5; p++)
-                if (fabs(pairs[p][0] - pairs[p][1]) > 1e-5 * fabs(pairs[p][1]) + 1e-12)
-                    fail_msg("%s: scalar %zu is %.9g, reference %.9g", what, p, pairs[p][0],
-                             pairs[p][1]);
-            if (n > 1 && !(fabs(m.fvu - L.fvu) <= 1e-5 * fabs(L.fvu)))
-                fail_msg("%s: fvu %.9g, reference %.9g", what, m.fvu, L.fvu);
-            assert_int_equal(m.n_dead, L.n_dead);
-            test_free(ref), test_free(x);
+            test_free(x);
             sae_trainer_free(t);
         }
 }
 
-/* The per-feature accumulation (CSC) against scattering every kept code. */
+/* Shapes past the tile and block sizes of the fast paths (encoder tiles of SAE__ENCODE_TILE
+ * features, decode tiles of 512 rows, backward tiles of 512 features, accumulation blocks of
+ * 1024 rows), so that every boundary between tiles is crossed. */
+static void test_large_shapes_match_reference(void **state)
+{
+    (void)state;
+    const int64_t n = 1100, d = 24, F = SAE__ENCODE_TILE + 77, k = 8;
+    float *x = test_malloc(sizeof(float) * (size_t)(n * d));
+    fill_normal(x, n * d, 17, 1.0f);
+    const variant *vs[] = {&variants[0], &variants[6]}; /* standard saelens, topk dl (AuxK) */
+    for (size_t vi = 0; vi < 2; vi++) {
+        sae_trainer *t = random_trainer(vs[vi], d, F, k, 2, 23);
+        check_against_reference(t, n, x, d, vs[vi]->name);
+        if (vs[vi]->arch == SAE_ARCH_STANDARD) {
+            assert_int_equal(t->ws.relu_taken, 1);
+            make_codes_sparse(t);
+            check_against_reference(t, n, x, d, "large standard, sparse codes");
+            assert_int_equal(t->ws.relu_taken, 2);
+        } else {
+            assert_true(t->cfg.auxk_coefficient > 0);
+        }
+        sae_trainer_free(t);
+    }
+    test_free(x);
+}
+
+/* The per-feature accumulation (CSC) against scattering every kept code: TopK rows of k codes
+ * with AuxK entries, and the variable rows (CSR) of a standard SAE's sparse path. */
 static void test_sparse_accumulation_matches_reference(void **state)
 {
     (void)state;
-    const variant *v = &variants[6]; /* TopK with AuxK entries */
     const int64_t n = 57, d = 40, F = 301, k = 7, ldx = d;
-    sae_trainer *t = random_trainer(v, d, F, k, 2, 3);
     float *x = test_malloc(sizeof(float) * (size_t)(n * ldx));
     fill_normal(x, n * ldx, 5, 1.0f);
-    sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
-    assert_sae_ok(sae__trainer_loss_and_grad(t, n, x, ldx, &m, NULL));
-    assert_true(m.n_dead > 0);
-    const int64_t kx = t->cfg.k_aux < m.n_dead ? t->cfg.k_aux : m.n_dead;
-    float *ref = test_malloc(sizeof(float) * (size_t)t->n_params);
-    sae__params g = sae__params_view(ref, F, d);
-    const sae__workspace *w = &t->ws;
-    sae__sparse_accumulate_ref(F, d, n, k, w->sel_idx, w->sel_u, w->sel_g, kx, w->aux_idx,
-                               w->aux_c, w->aux_g, w->G, w->xp, &g);
-    assert_close_f32(t->gp.W_dec, g.W_dec, F * d, 1e-6, 1e-5, "dW_dec");
-    assert_close_f32(t->gp.W_encT, g.W_encT, F * d, 1e-6, 1e-5, "dW_encT");
-    assert_close_f32(t->gp.b_enc, g.b_enc, F, 1e-6, 1e-5, "db_enc");
-    test_free(ref), test_free(x);
-    sae_trainer_free(t);
+    for (int standard = 0; standard < 2; standard++) {
+        const variant *v = &variants[standard ? 0 : 6]; /* TopK with AuxK entries */
+        sae_trainer *t = random_trainer(v, d, F, k, 2, 3);
+        if (standard)
+            make_codes_sparse(t);
+        sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
+        assert_sae_ok(sae__trainer_loss_and_grad(t, n, x, ldx, &m, NULL));
+        const sae__workspace *w = &t->ws;
+        int64_t kx = 0;
+        if (standard) {
+            assert_int_equal(w->relu_taken, 2);
+            assert_true(w->row_ptr[n] > n); /* several codes per row */
+        } else {
+            assert_true(m.n_dead > 0);
+            kx = t->cfg.k_aux < m.n_dead ? t->cfg.k_aux : m.n_dead;
+        }
+        float *ref = test_malloc(sizeof(float) * (size_t)t->n_params);
+        sae__params g = sae__params_view(ref, F, d);
+        sae__sparse_accumulate_ref(F, d, n, standard ? 0 : k, standard ? w->row_ptr : NULL,
+                                   w->sel_idx, w->sel_u, w->sel_g, kx, w->aux_idx, w->aux_c,
+                                   w->aux_g, w->G, w->xp, &g);
+        if (standard) /* the decoder-norm L1's share, added after the accumulation */
+            for (int64_t j = 0; j < F; j++)
+                if (w->dec_norm[j] > 0)
+                    for (int64_t i = 0; i < d; i++)
+                        g.W_dec[j * d + i] += (float)(m.l1_coefficient * w->col_tmp[j] /
+                                                      w->dec_norm[j]) * t->p.W_dec[j * d + i];
+        assert_close_f32(t->gp.W_dec, g.W_dec, F * d, 1e-6, 1e-5, "dW_dec");
+        assert_close_f32(t->gp.W_encT, g.W_encT, F * d, 1e-6, 1e-5, "dW_encT");
+        assert_close_f32(t->gp.b_enc, g.b_enc, F, 1e-6, 1e-5, "db_enc");
+        test_free(ref);
+        sae_trainer_free(t);
+    }
+    test_free(x);
 }
 
 /* The fused Adam pass (with clipping and decoder renormalisation) against the plain formula. */
@@ -661,10 +701,55 @@ static void test_select_and_row_kernels(void **state)
     }
     assert_close_f32(y, y_ref, w, 1e-5, 1e-5, "gather_axpy");
     assert_close_f32(q, q_ref, m, 1e-4, 1e-5, "gather_dots");
-    double s = 0;
+    double s = 0, sum = 0;
     for (int64_t i = 0; i < w; i++)
-        s += (double)y[i] * W[i];
+        s += (double)y[i] * W[i], sum += W[i];
     assert_true(fabs(sae__dot_dbl(y, W, w) - s) <= 1e-12 * fabs(s) + 1e-12);
+    assert_true(fabs(sae__sum_dbl(W, w) - sum) <= 1e-12 * fabs(sum) + 1e-12);
+
+    /* decode and dots in column chunks: m = 9 fits one chunk of the 101 columns; m = 700
+     * (ids repeat) takes two, of 80 and 21 columns */
+    for (int big = 0; big < 2; big++) {
+        const int64_t mm = big ? 700 : 9;
+        int32_t *ids = test_malloc(sizeof(int32_t) * (size_t)mm);
+        float *cc = test_malloc(sizeof(float) * (size_t)mm);
+        float *mask = test_malloc(sizeof(float) * (size_t)mm);
+        float *qq = test_malloc(sizeof(float) * (size_t)mm);
+        float *qq_ref = test_malloc(sizeof(float) * (size_t)mm);
+        float yy[101], yy_ref[101], add[101], sub[101];
+        fill_normal(cc, mm, 4, 1.0f);
+        fill_normal(yy, ld, 5, 1.0f);
+        fill_normal(add, ld, 6, 1.0f);
+        fill_normal(sub, ld, 7, 1.0f);
+        for (int64_t a = 0; a < mm; a++) {
+            ids[a] = (int32_t)((a * 13 + 1) % rows);
+            mask[a] = a % 4 == 2 ? 0.0f : 1.0f;
+            cc[a] = a % 5 == 3 ? 0.0f : cc[a];
+            qq[a] = qq_ref[a] = 0.25f;
+        }
+        memcpy(yy_ref, yy, sizeof yy);
+        const double sq = sae__decode_dots(mm, ids, cc, mask, W, ld, ld, big ? add : NULL,
+                                           big ? NULL : sub, yy, qq);
+        double acc[101], sq_ref = 0;
+        for (int64_t i = 0; i < ld; i++) {
+            acc[i] = yy_ref[i];
+            for (int64_t a = 0; a < mm; a++)
+                acc[i] += (double)cc[a] * W[ids[a] * ld + i];
+            acc[i] += big ? add[i] : -sub[i];
+            yy_ref[i] = (float)acc[i];
+            sq_ref += acc[i] * acc[i];
+        }
+        for (int64_t a = 0; a < mm; a++) {
+            double dot = 0;
+            for (int64_t i = 0; i < ld; i++)
+                dot += acc[i] * W[ids[a] * ld + i];
+            qq_ref[a] += mask[a] != 0.0f ? (float)dot : 0.0f;
+        }
+        assert_close_f32(yy, yy_ref, ld, 1e-3, 1e-4, "decode_dots y");
+        assert_close_f32(qq, qq_ref, mm, 1e-2, 1e-4, "decode_dots q");
+        assert_true(fabs(sq - sq_ref) <= 1e-4 * sq_ref);
+        test_free(ids), test_free(cc), test_free(mask), test_free(qq), test_free(qq_ref);
+    }
     test_free(W);
 }
 
@@ -1012,6 +1097,7 @@ int main(void)
         cmocka_unit_test(test_oracle_openai_relu),
         cmocka_unit_test(test_oracle_geometric_median),
         cmocka_unit_test(test_fast_backward_matches_reference),
+        cmocka_unit_test(test_large_shapes_match_reference),
         cmocka_unit_test(test_sparse_accumulation_matches_reference),
         cmocka_unit_test(test_adam_matches_reference),
         cmocka_unit_test(test_select_and_row_kernels),

@@ -390,46 +390,15 @@ static void test_fast_matches_reference(void **state)
             }
             float *x = test_malloc(sizeof(float) * (size_t)(n * ldx));
             fill_normal(x, n * ldx, 7 + si, 1.0f);
-            sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
-            assert_sae_ok(sae__trainer_loss_and_grad(t, n, x, ldx, &m, NULL));
-            float *ref = test_malloc(sizeof(float) * (size_t)t->n_params);
-            sae__params g = sae__params_layout(&t->cfg, ref);
-            sae__loss_terms L;
-            assert_sae_ok(sae__loss_grad_ref(&t->cfg, &t->p, t->since_fired, m.l1_coefficient, n,
-                                             x, ldx, &g, &L));
             char what[200];
             snprintf(what, sizeof what, "%s%s, n %lld d %lld F %lld k %lld", v->name,
                      products == 2 ? " (sparse)" : "", (long long)n, (long long)d, (long long)F,
                      (long long)k);
-            const struct {
-                const char *name;
-                const float *got, *want;
-                int64_t count;
-            } parts[] = {{"W_encT", t->gp.W_encT, g.W_encT, F * d},
-                         {"W_dec", t->gp.W_dec, g.W_dec, F * d},
-                         {"b_enc", t->gp.b_enc, g.b_enc, F},
-                         {"b_dec", t->gp.b_dec, g.b_dec, d},
-                         {"theta", t->gp.theta, g.theta, F},
-                         {"r_mag", t->gp.r_mag, g.r_mag, F},
-                         {"b_mag", t->gp.b_mag, g.b_mag, F}};
-            for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
-                if (!parts[p].got)
-                    continue;
-                char label[260];
-                snprintf(label, sizeof label, "%s: %s", what, parts[p].name);
-                check_scaled(parts[p].got, parts[p].want, parts[p].count, 2e-5, label);
-            }
-            const double pairs[][2] = {{m.loss, L.loss}, {m.mse, L.mse}, {m.aux, L.aux},
-                                       {m.l1, L.l1}, {m.l0, L.l0}};
-            for (size_t p = 0; p < 5; p++)
-                if (fabs(pairs[p][0] - pairs[p][1]) > 1e-5 * fabs(pairs[p][1]) + 1e-12)
-                    fail_msg("%s: scalar %zu is %.9g, reference %.9g", what, p, pairs[p][0],
-                             pairs[p][1]);
-            assert_int_equal(m.n_dead, L.n_dead);
+            const sae_train_metrics m = check_against_reference(t, n, x, ldx, what);
             if (si == 3 && products < 2)
                 printf("    %-44s l0 %.2f  sparsity %.4g  aux %.4g  dead %lld\n", v->name, m.l0,
                        m.l1, m.aux, (long long)m.n_dead);
-            test_free(ref), test_free(x);
+            test_free(x);
             sae_trainer_free(t);
         }
 }

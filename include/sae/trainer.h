@@ -24,7 +24,8 @@
  *        x' (W_enc exp(r_mag)) + b_mag, sparsity = L1 of ReLU(pi_gate), + auxk_coefficient *
  *        mean_b ||ReLU(pi_gate) W_dec + b_dec - x||^2 (::sae_gated_aux);
  *   4. gradients (TopK, BatchTopK, JumpReLU: sparse, proportional to the kept codes besides the
- *      encoder product);
+ *      encoder product; standard: sparse in the same way when the batch's mean L0 is at most
+ *      d_sae / 16, else dense products);
  *   5. decoder constraint: remove from each decoder row's gradient its component along the row;
  *   6. gradient clipping by global norm; 7. Adam (torch semantics) over every parameter
  *      (JumpReLU's threshold, Gated's r_mag and b_mag included); 8. renormalise decoder rows;
@@ -448,9 +449,9 @@ SAE_API void sae_trainer_free(sae_trainer *trainer);
  * The batch is checked before anything changes: a NaN or Inf is ::SAE_ENUMERIC (or a skipped
  * batch with ::SAE_TRAIN_SKIP_NONFINITE), and so is a non-finite loss or gradient, in which
  * case the weights, optimiser state and counters are left as they were. The workspace grows
- * to the largest batch seen: n * d_sae floats for the encoder product, twice that for standard,
- * BatchTopK and JumpReLU, three times for Gated; JumpReLU adds 16 bytes per code in the window
- * or above the threshold.
+ * to the largest batch seen: n * d_sae floats for the encoder product (standard: plus n * 512
+ * floats per thread), twice that for BatchTopK and JumpReLU, three times for Gated; JumpReLU adds
+ * 16 bytes per code in the window or above the threshold.
  * @param[in,out] trainer The trainer.
  * @param[in] n Rows in the batch (>= 1).
  * @param[in] x (n, d_in), ldx >= d_in.

@@ -29,6 +29,19 @@ void sae__sgemm_stream(int64_t m, int64_t n, int64_t k, const float *A, int64_t 
 void sae__sgemm_ref(int64_t m, int64_t n, int64_t k, const float *A, int64_t lda,
                     const float *B, int64_t ldb, float *C, int64_t ldc);
 
+/* ---- tiled product for large shapes (gemm_tiles.c) -----------------------------------------
+ *   C = alpha op(A) op(B) + beta C    op(A): (m, k);  op(B): (k, n);  C: (m, n) ldc >= n
+ * C is cut into tiles of tile_m rows and tile_n columns (< 1: the whole extent); the threads
+ * take tiles dynamically, each tile one single-threaded BLAS call, then
+ * epilogue(user, r0, r1, c0, c1) on the tile C[r0:r1, c0:c1] just written (NULL: none), by
+ * the same thread. Epilogues of different tiles may run concurrently. The first BLAS error is
+ * returned. */
+typedef void (*sae__tile_fn)(void *user, int64_t r0, int64_t r1, int64_t c0, int64_t c1);
+sae_status sae__sgemm_tiles(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                            float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                            float beta, float *C, int64_t ldc, int64_t tile_m, int64_t tile_n,
+                            int n_threads, sae__tile_fn epilogue, void *user);
+
 /* ---- activation epilogue (activation.c) -----------------------------------------------------
  * Turns one row of the encoder product t = x' W_enc (F values) into pre-activations and codes.
  * Everything a dictionary's conventions change is in `sae__act_params`. */

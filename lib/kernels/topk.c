@@ -2,11 +2,15 @@
  *
  * Fast path: a min-heap of the best k seen so far; the rest of the row is scanned in blocks of
  * 16, and a block is only looked at element by element when one of its values beats the heap's
- * minimum. For k << n almost every block is rejected by one vectorised compare, so the cost is
- * one streaming pass over the row. Order: a beats b when a.v > b.v, or a.v == b.v and a's index
- * is lower; since later entries only replace the minimum when strictly greater, ties keep the
- * lower index. */
+ * minimum. On long rows the heap starts from entries above a floor found in a first pass over
+ * the maxima of 2k groups (below), which spares the element-by-element phase while the heap's
+ * minimum is still low. For k << n almost every block is rejected by one vectorised compare,
+ * so the cost is two streaming passes over the row. Order: a beats b when a.v > b.v, or
+ * a.v == b.v and a's index is lower; since later entries only replace the minimum when
+ * strictly greater, ties keep the lower index. */
+#include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels.h"
 
@@ -49,28 +53,109 @@ static int by_index(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The helpers below are inlined into each clone of sae__topk_select, so that their loops are
+ * vectorised for its instruction set. */
+#define INLINE static inline __attribute__((always_inline))
+
+/* Eight floats as one vector (GCC vector extension: AVX registers in the AVX clones, pairs of
+ * SSE registers in the default one); the loops below would otherwise stay scalar, the
+ * compiler does not vectorise a float max reduction without -ffast-math. */
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+
+/* m = lane-wise max of m and b, NaN ignored (NaN only where both are NaN). A macro: a function
+ * taking or returning 32-byte vectors would draw GCC's ABI note in the default clone. */
+#define MAX_LANES(m, b)                                                                         \
+    do {                                                                                        \
+        const f32x8 b_ = (b);                                                                   \
+        const i32x8 take_m_ = (m > b_) | (b_ != b_);                                            \
+        m = (f32x8)(((i32x8)m & take_m_) | ((i32x8)b_ & ~take_m_));                            \
+    } while (0)
+
+/* Largest of the len values at v (len a multiple of 16), NaN ignored (NaN only when all are
+ * NaN). */
+INLINE float span_max(const float *v, int64_t len)
+{
+    f32x8 m, b;
+    memcpy(&m, v, sizeof m);
+    for (int64_t i = 8; i < len; i += 8) {
+        memcpy(&b, v + i, sizeof b);
+        MAX_LANES(m, b);
+    }
+    MAX_LANES(m, __builtin_shuffle(m, (i32x8){4, 5, 6, 7, 0, 1, 2, 3}));
+    MAX_LANES(m, __builtin_shuffle(m, (i32x8){2, 3, 0, 1, 6, 7, 4, 5}));
+    MAX_LANES(m, __builtin_shuffle(m, (i32x8){1, 0, 3, 2, 5, 4, 7, 6}));
+    return m[0];
+}
+
+INLINE void heapify(entry *h, int64_t k)
+{
+    for (int64_t a = k / 2 - 1; a >= 0; a--)
+        sift_down(h, k, a);
+}
+
+/* A floor on the k-th largest value of the row (n >= 64 k): the k-th largest of the maxima
+ * of 2k groups of consecutive entries (k groups hold a value at least that large), by a heap
+ * over the 2k maxima. */
+INLINE float kth_group_max(const float *v, int64_t n, int64_t k, entry *h)
+{
+    const int64_t len = n / (2 * k) / 16 * 16;
+    for (int64_t g = 0; g < 2 * k; g++) {
+        const float m = span_max(v + g * len, len);
+        if (g < k)
+            h[g] = (entry){m == m ? m : -INFINITY, (int32_t)g};
+        if (g == k - 1)
+            heapify(h, k);
+        if (g >= k && m > h[0].v) {
+            h[0] = (entry){m, (int32_t)g};
+            sift_down(h, k, 0);
+        }
+    }
+    return h[0].v;
+}
+
+/* The first k entries of the row that are >= floor (all of them when floor is -inf, i.e.
+ * the first k), from index 0, skipping blocks without one; returns the index after the last
+ * one taken, or -1 when the row has fewer than k. */
+INLINE int64_t take_first(const float *v, int64_t n, int64_t k, float floor, entry *h)
+{
+    const bool skip = floor != -INFINITY;
+    int64_t j = 0, c = 0;
+    while (c < k && j < n) {
+        if (skip && (j & 15) == 0 && j + 16 <= n && !(span_max(v + j, 16) >= floor)) {
+            j += 16;
+            continue;
+        }
+        if (v[j] >= floor || floor == -INFINITY)
+            h[c++] = (entry){v[j], (int32_t)j};
+        j++;
+    }
+    return c == k ? j : -1;
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default")))
 void sae__topk_select(const float *v, int64_t n, int64_t k, int32_t *idx, float *val,
                       void *scratch)
 {
     entry *h = scratch;
-    for (int64_t a = 0; a < k; a++)
-        h[a] = (entry){v[a], (int32_t)a};
-    for (int64_t a = k / 2 - 1; a >= 0; a--)
-        sift_down(h, k, a);
+    /* Long rows: first a floor on the k-th largest value (kth_group_max). Then only entries
+     * >= floor can be kept: the heap starts from the first k of them instead of the first k of
+     * the row, so its minimum is high from the start and nearly every block is rejected by one
+     * compare. Every entry equal to the k-th largest value is >= floor, so ties still go to the
+     * lower index. */
+    int64_t j = -1;
+    if (n >= 64 * k)
+        j = take_first(v, n, k, kth_group_max(v, n, k, h), h);
+    if (j < 0) /* short row, or fewer than k entries >= floor (NaN) */
+        j = take_first(v, n, k, -INFINITY, h);
+    heapify(h, k);
 
-    int64_t j = k;
     for (; j < n && (j & 15); j++) /* scalar up to a multiple of 16 */
         offer(h, k, v, j);
-    for (; j + 16 <= n; j += 16) {
-        float thr = h[0].v;
-        int any = 0;
-        for (int u = 0; u < 16; u++) /* one vector compare rejects most blocks */
-            any |= v[j + u] > thr;
-        if (any)
+    for (; j + 16 <= n; j += 16)
+        if (span_max(v + j, 16) > h[0].v) /* rejects most blocks */
             for (int u = 0; u < 16; u++)
                 offer(h, k, v, j + u);
-    }
     for (; j < n; j++)
         offer(h, k, v, j);
 

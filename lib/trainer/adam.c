@@ -8,7 +8,9 @@
  * Clipping (clip_grad_norm_): total = ||(||g_p||)_p||, every gradient times
  * min(max_norm / (total + 1e-6), 1).
  * The update is memory-bound (p, m, v read and written, g read): one pass over the contiguous
- * parameter block, row by row, renormalising each decoder row right after its update. */
+ * parameter block, row by row, renormalising each decoder row right after its update. Rows go
+ * to the threads in chunks, dynamically: each row's update depends on that row only, and a
+ * thread that loses its core for a while (a shared machine) leaves its chunks to the others. */
 #include <math.h>
 
 #include "trainer_internal.h"
@@ -46,8 +48,9 @@ double sae__grad_project_and_norm(sae_trainer *t)
 {
     const sae__train_cfg *c = &t->cfg;
     const int64_t F = c->F, d = c->d_in;
+    const int T = c->threads;
     double *sq = t->ws.grad_sq;
-#pragma omp parallel for schedule(static) num_threads(c->threads) if (c->threads > 1 && F > 64)
+#pragma omp parallel for schedule(dynamic, 256) num_threads(T) if (T > 1 && F > 64)
     for (int64_t j = 0; j < F; j++) {
         float *gd = t->gp.W_dec + j * d;
         sae__project_row(c->decoder_constraint, t->p.W_dec + j * d, gd, d);
@@ -77,7 +80,7 @@ void sae__adam_update(sae_trainer *t, double lr, float clip)
     const int64_t F = c->F, d = c->d_in;
     const adam_consts k = consts_for(c, t->step + 1, lr, clip);
     /* Units 0..2F-1: rows of W_encT then W_dec; unit 2F: b_enc, b_dec and the extra blocks. */
-#pragma omp parallel for schedule(static) num_threads(c->threads) if (c->threads > 1)
+#pragma omp parallel for schedule(dynamic, 256) num_threads(c->threads) if (c->threads > 1)
     for (int64_t u = 0; u <= 2 * F; u++) {
         int64_t off = u * d, len = u < 2 * F ? d : t->n_params - 2 * F * d;
         adam_span(&k, t->param + off, t->m + off, t->v + off, t->grad + off, len);

@@ -109,7 +109,7 @@ sae_status sae__batchtopk_loss_grad(sae_trainer *t, int64_t n, const float *x, i
     sae__workspace *w = &t->ws;
     const int64_t F = c->F, d = c->d_in;
     const int T = c->threads;
-    sae_status s = sae__encode_dense(t, n, x, ldx);
+    sae_status s = sae__encode_dense(t, n, x, ldx, NULL, NULL);
     if (s != SAE_OK)
         return s;
     const float *scale = c->rescale ? w->dec_norm : NULL;
@@ -138,7 +138,7 @@ sae_status sae__batchtopk_loss_grad(sae_trainer *t, int64_t n, const float *x, i
     for (int64_t b = 0; b < n; b++)
         scale_row(t, n, b, w->row_factor[b], kx, (float)beta);
 
-    sae__csc_build_rows(w, F, n, kx);
+    sae__csc_build(w, F, n, 0, w->row_ptr, kx);
     sae__csc_accumulate(t, n);
     /* AuxK decodes with b_dec for SAELens and sparsify: its rows count for db_dec too. */
     const bool aux_bias = kx > 0 && c->auxk != SAE_AUXK_DICTIONARY_LEARNING;

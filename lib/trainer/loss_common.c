@@ -1,8 +1,10 @@
 /* loss_common.c: the stages the losses of every architecture share.
  *
  *   x' = x - b_dec  (x without b_dec_input)  (n, d_in)
- *   t = x' W_enc                            (n, F)   one BLAS product (W_encT^T); the row
- *                                                    passes that read t add b_enc
+ *   t = x' W_enc                            (n, F)   one product (W_encT^T) in tiles of
+ *                                                    SAE__ENCODE_TILE features, each handed
+ *                                                    to the caller's epilogue while in cache;
+ *                                                    the passes that read t add b_enc
  *   r = x_hat - x, reconstruction term and dL/dx_hat = a_b r_b per mse variant
  *   db_dec = sum_b dL/dx_hat_b (+ AuxK rows) - db_enc W_enc^T
  * The last line is the encoder's share of b_dec's gradient: x' = x - b_dec gives
@@ -13,13 +15,15 @@
 
 #include "trainer_internal.h"
 
-sae_status sae__encode_dense(sae_trainer *t, int64_t n, const float *x, int64_t ldx)
+sae_status sae__encode_dense(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
+                             sae__tile_fn epilogue, void *user)
 {
     const sae__train_cfg *c = &t->cfg;
     const int64_t F = c->F, d = c->d_in;
+    const int T = c->threads;
     float *xp = t->ws.xp, *pre = t->ws.pre;
     const float *b_dec = t->p.b_dec;
-#pragma omp parallel for schedule(static) num_threads(c->threads) if (c->threads > 1 && n > 64)
+#pragma omp parallel for schedule(dynamic, 64) num_threads(T) if (T > 1 && n > 64)
     for (int64_t b = 0; b < n; b++) {
         if (!c->b_dec_input) {
             memcpy(xp + b * d, x + b * ldx, sizeof(float) * (size_t)d);
@@ -28,14 +32,11 @@ sae_status sae__encode_dense(sae_trainer *t, int64_t n, const float *x, int64_t 
         for (int64_t i = 0; i < d; i++)
             xp[b * d + i] = x[b * ldx + i] - b_dec[i];
     }
-    sae_status s = sae__sgemm(false, true, n, F, d, 1.0f, xp, d, t->p.W_encT, d, 0.0f, pre, F,
-                              c->threads);
-    if (s != SAE_OK)
-        return s;
-#pragma omp parallel for schedule(static) num_threads(c->threads) if (c->threads > 1)
+#pragma omp parallel for schedule(dynamic, 256) num_threads(T) if (T > 1)
     for (int64_t j = 0; j < F; j++)
         t->ws.dec_norm[j] = sae__row_norm(t->p.W_dec + j * d, d);
-    return SAE_OK;
+    return sae__sgemm_tiles(false, true, n, F, d, 1.0f, xp, d, t->p.W_encT, d, 0.0f, pre, F,
+                            0, SAE__ENCODE_TILE, T, epilogue, user);
 }
 
 double sae__total_variance(int64_t n, int64_t d, const float *x, int64_t ldx)
@@ -85,7 +86,8 @@ void sae__b_dec_grad_from(sae_trainer *t, int64_t n_rows, const float *G, const 
     const sae__train_cfg *c = &t->cfg;
     const int64_t F = c->F, d = c->d_in;
     const int64_t blocks = (d + 63) / 64;
-#pragma omp parallel for schedule(static) num_threads(c->threads) if (c->threads > 1 && blocks > 1)
+    const int T = c->threads;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(T) if (T > 1 && blocks > 1)
     for (int64_t blk = 0; blk < blocks; blk++) {
         int64_t i0 = blk * 64, w = d - i0 < 64 ? d - i0 : 64;
         double s[64] = {0};

@@ -113,7 +113,7 @@ sae_status sae__gated_loss_grad(sae_trainer *t, int64_t n, const float *x, int64
     const int64_t F = c->F, d = c->d_in;
     const int T = c->threads;
     const bool attached = c->gated_aux_attached;
-    sae_status s = sae__encode_dense(t, n, x, ldx);
+    sae_status s = sae__encode_dense(t, n, x, ldx, NULL, NULL);
     if (s != SAE_OK)
         return s;
     const float *wj = c->l1 == SAE_L1_DECODER_NORM ? w->dec_norm : NULL;

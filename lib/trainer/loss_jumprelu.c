@@ -177,7 +177,7 @@ sae_status sae__jumprelu_loss_grad(sae_trainer *t, int64_t n, const float *x, in
     const int64_t F = c->F, d = c->d_in;
     const int T = c->threads;
     const float eps = (float)c->bandwidth;
-    sae_status s = sae__encode_dense(t, n, x, ldx);
+    sae_status s = sae__encode_dense(t, n, x, ldx, NULL, NULL);
     if (s != SAE_OK)
         return s;
     float *theta = w->col_tmp, *block = w->gpre, *G = w->G;
@@ -272,7 +272,7 @@ sae_status sae__jumprelu_loss_grad(sae_trainer *t, int64_t n, const float *x, in
         for (int64_t j = 0; j < F; j++)
             t->gp.b_enc[j] = (float)db_enc[j];
     } else {
-        sae__csc_build_rows(w, F, n, 0);
+        sae__csc_build(w, F, n, 0, w->row_ptr, 0);
         sae__csc_accumulate(t, n);
     }
     for (int64_t j = 0; j < F; j++) {

@@ -48,7 +48,7 @@ sae_status sae__resample_losses(sae_trainer *t, int64_t n, const float *x, int64
     const sae__train_cfg *c = &t->cfg;
     const int64_t F = c->F, d = c->d_in;
     const int T = c->threads;
-    sae_status s = sae__encode_dense(t, n, x, ldx); /* ws.pre = (x - b_dec) W_enc */
+    sae_status s = sae__encode_dense(t, n, x, ldx, NULL, NULL); /* ws.pre = (x - b_dec) W_enc */
     if (s != SAE_OK)
         return s;
     float *f = t->ws.pre, *xh = t->ws.G;

@@ -37,12 +37,17 @@ sae_status sae__trainer_reserve(sae_trainer *t, int64_t n)
         return SAE_OK;
     const sae__train_cfg *c = &t->cfg;
     const int64_t F = c->F, d = c->d_in;
-    /* TopK keeps k codes per row, BatchTopK k per row on average (k n in all); JumpReLU's
-     * codes are counted per batch (sae__ensure_entries). */
+    /* TopK keeps k codes per row, BatchTopK k per row on average (k n in all), standard at
+     * most SAE__RELU_SPARSE_WIDTH(F) per row on average on its sparse path; JumpReLU's codes
+     * are counted per batch (sae__ensure_entries). */
     const bool sel = c->arch == SAE_ARCH_TOPK || c->arch == SAE_ARCH_BATCHTOPK;
-    const int64_t k = sel ? c->k : 0, kx = sel && c->auxk_coefficient > 0 ? c->k_aux : 0;
-    /* dense (n, F) blocks besides the encoder product: see sae__workspace.gpre */
-    const int64_t dense = c->arch == SAE_ARCH_TOPK ? 0 : c->arch == SAE_ARCH_GATED ? 2 : 1;
+    const int64_t k = sel ? c->k : c->arch == SAE_ARCH_STANDARD ? SAE__RELU_SPARSE_WIDTH(F) : 0;
+    const int64_t kx = sel && c->auxk_coefficient > 0 ? c->k_aux : 0;
+    /* scratch besides the encoder product: see sae__workspace.gpre */
+    const int64_t scratch = c->arch == SAE_ARCH_STANDARD ? sae__standard_scratch_floats(c, n)
+                            : c->arch == SAE_ARCH_TOPK   ? 0
+                            : c->arch == SAE_ARCH_GATED  ? 2 * n * F
+                                                         : n * F;
     const sae_allocator *a = t->allocator;
     struct {
         void **p;
@@ -50,7 +55,7 @@ sae_status sae__trainer_reserve(sae_trainer *t, int64_t n)
         size_t size;
     } rows[] = {
         {(void **)&w->xp, n * d, 4},        {(void **)&w->pre, n * F, 4},
-        {(void **)&w->gpre, dense * n * F, 4}, {(void **)&w->G, 2 * n * d, 4},
+        {(void **)&w->gpre, scratch, 4},    {(void **)&w->G, 2 * n * d, 4},
         {(void **)&w->sel_idx, n * k, 4},   {(void **)&w->sel_u, n * k, 4},
         {(void **)&w->sel_f, n * k, 4},     {(void **)&w->sel_g, n * k, 4},
         {(void **)&w->aux_idx, n * kx, 4},  {(void **)&w->aux_c, n * kx, 4},

@@ -18,6 +18,7 @@
 #include <math.h>
 
 #include "../internal.h"
+#include "../kernels/kernels.h"
 #include "sae/trainer.h"
 
 /* The options after preset resolution, as plain values (explicit zeros are 0). */
@@ -70,17 +71,21 @@ typedef struct sae__workspace {
     int64_t rows;             /* capacity */
     float *xp;                /* (rows, d_in)   x - b_dec */
     float *pre;               /* (rows, F)      x' W_enc (no b_enc); standard: codes f in place */
-    float *gpre;              /* standard: (rows, F) dL/dpre; Gated (2 rows, F): codes and
+    float *gpre;              /* standard: sae__standard_scratch_floats: per-thread tiles of
+                                 dL/dpre, per-row partial sums; Gated (2 rows, F): codes and
                                  ReLU(pi_gate), then their gradients; BatchTopK: (rows, F)
                                  selection keys; JumpReLU: (rows, F) dense products */
     float *G;                 /* (2 rows, d_in) dL/dx_hat (rows 0..n), dL/de_aux (rows n..2n) */
-    int32_t *sel_idx;         /* TopK: (rows, k) kept features, ascending; BatchTopK, JumpReLU:
-                                 the kept codes of row b at row_ptr[b]..row_ptr[b + 1] */
+    int32_t *sel_idx;         /* TopK: (rows, k) kept features, ascending; BatchTopK, JumpReLU,
+                                 standard (sparse path): the kept codes of row b at
+                                 row_ptr[b]..row_ptr[b + 1] */
     float *sel_u, *sel_f, *sel_g; /* decode coefficient f/s, code f, dL/dpre of each code
                                      (JumpReLU: sel_f is the code's dtheta share) */
-    int64_t *row_ptr;         /* BatchTopK, JumpReLU: (rows + 1) */
+    int64_t *row_ptr;         /* BatchTopK, JumpReLU, standard (sparse path): (rows + 1) */
     int64_t entries;          /* capacity of sel_* in codes */
     int64_t list_entries;     /* capacity of csc_* */
+    int32_t relu_force;       /* standard: 0 picks the path by density, 1 forces dense (tests) */
+    int32_t relu_taken;       /* standard: the path of the last batch, 1 dense, 2 sparse */
     int32_t *aux_idx;         /* AuxK: (rows, k_aux) */
     float *aux_c, *aux_g;     /* (rows, k_aux) decode coefficient, dL/dpre */
     double *row_sums;         /* (rows, 4) per row: ||r||^2, positive codes, AuxK ||y||^2 or
@@ -235,9 +240,20 @@ int64_t sae__auxk_forward(sae_trainer *t, int64_t n, int64_t n_dead, const float
  * the batch's smallest positive kept code m (-1 if none). */
 float sae__batchtopk_threshold(const sae__train_cfg *c, int64_t step, float theta, double m);
 
-/* Shared stages. xp = x - b_dec; pre = xp W_enc (BLAS, without b_enc: its consumers add it
- * while they read each row); decoder norms. */
-sae_status sae__encode_dense(sae_trainer *t, int64_t n, const float *x, int64_t ldx);
+/* Standard: the backward is sparse when the mean L0 of a batch is at most this (the lists'
+ * capacity per row), else dense. Loss and gradients measured at d_in 768, d_sae 16384, 4096
+ * rows, 2 threads: dense 6.8 CPU-s at any L0; sparse 3.3 at L0 = F/32, 4.8 at F/16, 8.9 at
+ * F/8 (break-even near F/11). */
+#define SAE__RELU_SPARSE_WIDTH(F) (((F) + 15) / 16)
+/* Floats of the standard loss's scratch (workspace gpre) for n rows. */
+int64_t sae__standard_scratch_floats(const sae__train_cfg *c, int64_t n);
+
+/* Shared stages. xp = x - b_dec; decoder norms; pre = xp W_enc (without b_enc: its consumers
+ * add it while they read each row) by sae__sgemm_tiles in column tiles of SAE__ENCODE_TILE
+ * features, epilogue (or NULL) called on each tile (kernels.h). */
+#define SAE__ENCODE_TILE 1024
+sae_status sae__encode_dense(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
+                             sae__tile_fn epilogue, void *user);
 /* sum_b ||x_b - mean x||^2 (double). */
 double sae__total_variance(int64_t n, int64_t d, const float *x, int64_t ldx);
 /* The reconstruction term of the mse variant, and factor (n): a_b with dL/dx_hat_b = a_b r_b.
@@ -295,24 +311,27 @@ uint32_t sae__radix_kth(const uint32_t *keys, int64_t n, int64_t k, int64_t *tie
 
 /* ---- sparse gradient accumulation (sparse_grad.c) ----------------------------------------- */
 
-/* Per-feature lists (CSC) of the kept codes: main entries (row b) from sel_idx (n, k) and AuxK
- * entries (row n + b) from aux_idx (n, kx), in row order. */
-void sae__csc_build(sae__workspace *w, int64_t F, int64_t n, int64_t k, int64_t kx);
-/* The same with a variable number of main codes per row (row_ptr) and kx AuxK codes per row. */
-void sae__csc_build_rows(sae__workspace *w, int64_t F, int64_t n, int64_t kx);
+/* Per-feature lists (CSC) of the kept codes: main entries (row b) from sel_idx / sel_u /
+ * sel_g, rows of k entries, or rows [row_ptr[b], row_ptr[b + 1]) when row_ptr is not NULL
+ * (BatchTopK, JumpReLU, ReLU codes); AuxK entries (row n + b) from aux_idx (n, kx); in row
+ * order. */
+void sae__csc_build(sae__workspace *w, int64_t F, int64_t n, int64_t k, const int64_t *row_ptr,
+                    int64_t kx);
 /* For every feature j (threads own disjoint feature ranges):
  *   dW_dec[j] = sum cd G[row],  dW_encT[j] = sum ce xp[row mod n],  db_enc[j] = sum ce. */
 void sae__csc_accumulate(sae_trainer *t, int64_t n);
-/* Reference: the same sums by scattering every entry (no lists). */
-void sae__sparse_accumulate_ref(int64_t F, int64_t d, int64_t n, int64_t k, const int32_t *idx,
-                                const float *cd, const float *ce, int64_t kx,
-                                const int32_t *aux_idx, const float *aux_cd, const float *aux_ce,
-                                const float *G, const float *xp, sae__params *grad);
+/* Reference: the same sums by scattering every entry (no lists); row_ptr as in csc_build. */
+void sae__sparse_accumulate_ref(int64_t F, int64_t d, int64_t n, int64_t k,
+                                const int64_t *row_ptr, const int32_t *idx, const float *cd,
+                                const float *ce, int64_t kx, const int32_t *aux_idx,
+                                const float *aux_cd, const float *aux_ce, const float *G,
+                                const float *xp, sae__params *grad);
 
 /* ---- row primitives (rowops.c): vectorised, fixed summation order ------------------------- */
 
 double sae__dot_dbl(const float *a, const float *b, int64_t n); /* double accumulators */
 double sae__sumsq(const float *a, int64_t n);                   /* sum a^2 in double */
+double sae__sum_dbl(const float *a, int64_t n);                 /* sum a in double */
 /* Decoder rows picked by id, columns [0, w) of rows with stride ldw (W offset to the first
  * column): y (w) += sum_a c[a] W[idx[a]] (c[a] = 0 skipped), and q[a] += y . W[idx[a]] where
  * mask[a] != 0. */
@@ -320,6 +339,14 @@ void sae__gather_axpy(int64_t m, const int32_t *idx, const float *c, const float
                       float *y, int64_t w);
 void sae__gather_dots(int64_t m, const int32_t *idx, const float *mask, const float *W,
                       int64_t ldw, const float *y, int64_t w, float *q);
+/* One row decoded from m decoder rows picked by id, and its dot products with them, in column
+ * chunks whose m row pieces stay in L2 between the two uses (W: rows of d floats, stride ldw):
+ *   y (d) = y + sum_a c[a] W[idx[a]] + add - sub        add, sub: (d) or NULL
+ *   q[a] += y . W[idx[a]] where mask[a] != 0
+ * Returns ||y||^2 (double). */
+double sae__decode_dots(int64_t m, const int32_t *idx, const float *c, const float *mask,
+                        const float *W, int64_t ldw, int64_t d, const float *add,
+                        const float *sub, float *y, float *q);
 
 /* ---- decoder constraint (decoder_constraint.c) -------------------------------------------- */
 

@@ -2,7 +2,10 @@
 #include "trainer_util.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "trainer/trainer_internal.h"
 
 void check_scaled(const float *got, const float *want, int64_t n, double tol, const char *what)
 {
@@ -10,6 +13,47 @@ void check_scaled(const float *got, const float *want, int64_t n, double tol, co
     for (int64_t i = 0; i < n; i++)
         big = fabs(want[i]) > big ? fabs(want[i]) : big;
     assert_close_f32(got, want, n, tol * big + 1e-30, tol, what);
+}
+
+sae_train_metrics check_against_reference(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
+                                          const char *what)
+{
+    const int64_t F = t->cfg.F, d = t->cfg.d_in;
+    sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
+    assert_sae_ok(sae__trainer_loss_and_grad(t, n, x, ldx, &m, NULL));
+    float *ref = test_malloc(sizeof(float) * (size_t)t->n_params);
+    sae__params g = sae__params_layout(&t->cfg, ref);
+    sae__loss_terms L;
+    assert_sae_ok(sae__loss_grad_ref(&t->cfg, &t->p, t->since_fired, m.l1_coefficient, n, x, ldx,
+                                     &g, &L));
+    const struct {
+        const char *name;
+        const float *got, *want;
+        int64_t count;
+    } parts[] = {{"W_encT", t->gp.W_encT, g.W_encT, F * d},
+                 {"W_dec", t->gp.W_dec, g.W_dec, F * d},
+                 {"b_enc", t->gp.b_enc, g.b_enc, F},
+                 {"b_dec", t->gp.b_dec, g.b_dec, d},
+                 {"theta", t->gp.theta, g.theta, F},
+                 {"r_mag", t->gp.r_mag, g.r_mag, F},
+                 {"b_mag", t->gp.b_mag, g.b_mag, F}};
+    for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
+        if (!parts[p].got) /* a block the architecture does not have */
+            continue;
+        char label[300];
+        snprintf(label, sizeof label, "%s: %s", what, parts[p].name);
+        check_scaled(parts[p].got, parts[p].want, parts[p].count, 2e-5, label);
+    }
+    const double pairs[][2] = {{m.loss, L.loss}, {m.mse, L.mse}, {m.aux, L.aux},
+                               {m.l1, L.l1}, {m.l0, L.l0}};
+    for (size_t p = 0; p < 5; p++)
+        if (fabs(pairs[p][0] - pairs[p][1]) > 1e-5 * fabs(pairs[p][1]) + 1e-12)
+            fail_msg("%s: scalar %zu is %.9g, reference %.9g", what, p, pairs[p][0], pairs[p][1]);
+    if (n > 1 && !(fabs(m.fvu - L.fvu) <= 1e-5 * fabs(L.fvu)))
+        fail_msg("%s: fvu %.9g, reference %.9g", what, m.fvu, L.fvu);
+    assert_int_equal(m.n_dead, L.n_dead);
+    test_free(ref);
+    return m;
 }
 
 /* x (n, d) = rows of 3 random directions of dirs (G, d) with coefficients in [0.5, 1.5). */
