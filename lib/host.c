@@ -5,10 +5,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "host_internal.h"
 
-/* The caller's table copied into the size this library knows (appended fields stay zero). */
-static sae_status read_host(sae_host *h, const sae_host *host)
+sae_status sae__host_read(sae_host *h, const sae_host *host)
 {
     if (!host)
         return sae__fail(SAE_EINVAL, "host is NULL");
@@ -44,7 +43,7 @@ static sae_status read_host(sae_host *h, const sae_host *host)
 SAE_API sae_status sae_host_check(const sae_host *host)
 {
     sae_host h;
-    return read_host(&h, host);
+    return sae__host_read(&h, host);
 }
 
 SAE_API sae_status sae_host_find_hook(int32_t *out_id, const sae_host *host, const char *name)
@@ -54,7 +53,7 @@ SAE_API sae_status sae_host_find_hook(int32_t *out_id, const sae_host *host, con
     if (!out_id || !name)
         return sae__fail(SAE_EINVAL, "sae_host_find_hook: out_id or name is NULL");
     sae_host h;
-    sae_status s = read_host(&h, host);
+    sae_status s = sae__host_read(&h, host);
     if (s != SAE_OK)
         return s;
     for (int32_t i = 0; i < h.n_hooks; i++)
@@ -82,6 +81,22 @@ static sae_status check_batch(const sae_host *h, int64_t n_seq, int64_t seq_len)
     return SAE_OK;
 }
 
+sae_status sae__host_check_tokens(const sae_host *h, const int32_t *tokens, int64_t n_seq,
+                                  int64_t seq_len)
+{
+    if (!tokens)
+        return sae__fail(SAE_EINVAL, "the tokens are NULL");
+    sae_status s = check_batch(h, n_seq, seq_len);
+    if (s != SAE_OK)
+        return s;
+    for (int64_t i = 0; i < n_seq * seq_len; i++)
+        if (tokens[i] < 0 || tokens[i] >= h->vocab_size)
+            return sae__fail(SAE_ERANGE, "token %lld of sequence %lld is %d, outside [0, %lld)",
+                             (long long)(i % seq_len), (long long)(i / seq_len), (int)tokens[i],
+                             (long long)h->vocab_size);
+    return SAE_OK;
+}
+
 /* A callback failed: keep the host's own message if it set one, else say which pass failed. */
 static sae_status host_failed(sae_status s, const char *pass)
 {
@@ -95,18 +110,11 @@ SAE_API sae_status sae_host_forward(const sae_host *host, const int32_t *tokens,
                                     void *hook_user)
 {
     sae_host h;
-    sae_status s = read_host(&h, host);
+    sae_status s = sae__host_read(&h, host);
     if (s != SAE_OK)
         return s;
-    if (!tokens)
-        return sae__fail(SAE_EINVAL, "sae_host_forward: tokens is NULL");
-    if ((s = check_batch(&h, n_seq, seq_len)) != SAE_OK)
+    if ((s = sae__host_check_tokens(&h, tokens, n_seq, seq_len)) != SAE_OK)
         return s;
-    for (int64_t i = 0; i < n_seq * seq_len; i++)
-        if (tokens[i] < 0 || tokens[i] >= h.vocab_size)
-            return sae__fail(SAE_ERANGE, "token %lld of sequence %lld is %d, outside [0, %lld)",
-                             (long long)(i % seq_len), (long long)(i / seq_len), (int)tokens[i],
-                             (long long)h.vocab_size);
     sae_clear_error();
     s = h.forward(h.user, tokens, n_seq, seq_len, logits, hook, hook_user);
     return s == SAE_OK ? SAE_OK : host_failed(s, "forward");
@@ -117,7 +125,7 @@ SAE_API sae_status sae_host_backward(const sae_host *host, int64_t n_seq, int64_
                                      const uint8_t *stop_grad)
 {
     sae_host h;
-    sae_status s = read_host(&h, host);
+    sae_status s = sae__host_read(&h, host);
     if (s != SAE_OK)
         return s;
     if (!h.backward)

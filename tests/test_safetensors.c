@@ -458,6 +458,73 @@ static void test_write_replaces_existing(void **state)
     sae_st_close(r);
 }
 
+/* ---- streamed writing ------------------------------------------------------------------- */
+
+/* Fill the streamed tensors "a" (3, 4) and "c" (5) in interleaved pieces, backwards: a row of
+ * a, then an element of c, ... The last `short_by` elements of c are left out. */
+typedef struct stream_job {
+    const sae_st_writer *w;
+    int short_by;
+} stream_job;
+
+static sae_status fill_backwards(FILE *f, const int64_t *start, void *user)
+{
+    const stream_job *job = user;
+    const int64_t a = start[sae__st_writer_index(job->w, "a")];
+    const int64_t c = start[sae__st_writer_index(job->w, "c")];
+    for (int i = 4; i >= 0; i--) {
+        if (i < 3) {
+            float row[4] = {(float)(4 * i), (float)(4 * i + 1), (float)(4 * i + 2),
+                            (float)(4 * i + 3)};
+            assert_int_equal(fseeko(f, a + 16 * i, SEEK_SET), 0);
+            assert_int_equal(fwrite(row, sizeof row, 1, f), 1);
+        }
+        if (i < 5 - job->short_by) {
+            const float v = 100.0f + (float)i;
+            assert_int_equal(fseeko(f, c + 4 * i, SEEK_SET), 0);
+            assert_int_equal(fwrite(&v, sizeof v, 1, f), 1);
+        }
+    }
+    return SAE_OK;
+}
+
+static void test_streamed_write(void **state)
+{
+    const char *path = tmp_path("streamed.safetensors");
+    const int64_t shape_a[2] = {3, 4}, n_b = 2, n_c = 5;
+    const int32_t b[2] = {7, -7};
+    sae_st_writer *w = NULL;
+    assert_sae_ok(sae_st_writer_create(&w));
+    assert_sae_ok(sae__st_writer_add_streamed(w, "a", SAE_DTYPE_F32, 2, shape_a));
+    assert_sae_ok(sae_st_writer_add(w, "b", SAE_DTYPE_I32, 1, &n_b, b)); /* between them */
+    assert_sae_ok(sae__st_writer_add_streamed(w, "c", SAE_DTYPE_F32, 1, &n_c));
+    assert_int_equal(sae__st_writer_index(w, "c"), 2);
+    assert_int_equal(sae__st_writer_index(w, "d"), -1);
+    assert_error(sae_st_writer_write(w, path), SAE_EINVAL, "tensor a is streamed");
+
+    /* A fill that leaves the last tensor short: an error, and no file. */
+    remove(path);
+    stream_job job = {w, 1};
+    assert_error(sae__st_writer_write_streamed(w, path, fill_backwards, &job), SAE_EIO,
+                 "expected");
+    assert_int_not_equal(access(path, F_OK), 0);
+
+    job.short_by = 0;
+    assert_sae_ok(sae__st_writer_write_streamed(w, path, fill_backwards, &job));
+    sae_st_writer_free(w);
+    sae_st_reader *r = NULL;
+    assert_sae_ok(sae_st_open(&r, path));
+    float a[12], c[5];
+    assert_sae_ok(sae_st_to_f32(must_find(r, "a"), a, 12));
+    assert_sae_ok(sae_st_to_f32(must_find(r, "c"), c, 5));
+    for (int i = 0; i < 12; i++)
+        assert_same_float(a[i], (float)i, i, "a");
+    for (int i = 0; i < 5; i++)
+        assert_same_float(c[i], 100.0f + (float)i, i, "c");
+    assert_memory_equal(must_find(r, "b")->data, b, sizeof b);
+    sae_st_close(r);
+}
+
 /* ---- atomic_file.c ----------------------------------------------------------------------- */
 
 static sae_status write_then_fail(FILE *f, void *user)
@@ -848,6 +915,7 @@ int main(void)
         cmocka_unit_test(test_writer_rejects),
         cmocka_unit_test(test_write_into_missing_dir),
         cmocka_unit_test(test_write_replaces_existing),
+        cmocka_unit_test(test_streamed_write),
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_read_text_file_grows),
         cmocka_unit_test(test_path_join),

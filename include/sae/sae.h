@@ -9,12 +9,14 @@
  * @ref safetensors), streams of activations for training and evaluation (@ref source), synthetic
  * ground-truth data and its metrics (@ref synth), orthogonality of decoders (@ref ortho),
  * training (@ref trainer), evaluation (@ref eval),
- * language models reached through callback tables (@ref host), and the core utilities they
- * build on (@ref core).
+ * language models reached through callback tables (@ref host), their activations captured,
+ * streamed into training and spliced back to measure the loss recovered (@ref capture), and the
+ * core utilities they build on (@ref core).
  */
 #ifndef SAE_SAE_H
 #define SAE_SAE_H
 
+#include "capture.h"
 #include "core.h"
 #include "dict.h"
 #include "encoder.h"

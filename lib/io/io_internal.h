@@ -47,6 +47,21 @@ sae__tensor_set sae__st_tensor_set(const sae_st_reader *reader, const char *orig
 sae_status sae__write_file_atomic(const char *path, sae_status (*write)(FILE *f, void *user),
                                   void *user);
 
+/* Streamed safetensors writing (lib/io/safetensors.c), for data too large to hold in memory:
+ * the shapes are known up front, so the header is written first and the bytes after it.
+ * A streamed tensor is added without data; sae__st_writer_write_streamed writes the file
+ * atomically (as sae_st_writer_write): the header and the ordinary tensors, then `fill`, which
+ * must write every byte of every streamed tensor i at file offsets [data_start[i],
+ * data_start[i] + nbytes), in any order (fseeko + fwrite). i is the tensor's index,
+ * sae__st_writer_index(writer, name) (tensors are kept sorted by name). A file that does not end
+ * where the last tensor ends is SAE_EIO. sae_st_writer_write refuses streamed tensors. */
+typedef sae_status (*sae__st_fill_fn)(FILE *f, const int64_t *data_start, void *user);
+sae_status sae__st_writer_add_streamed(sae_st_writer *writer, const char *name, int32_t dtype,
+                                       int32_t ndim, const int64_t *shape);
+int64_t sae__st_writer_index(const sae_st_writer *writer, const char *name); /* -1: absent */
+sae_status sae__st_writer_write_streamed(const sae_st_writer *writer, const char *path,
+                                         sae__st_fill_fn fill, void *user);
+
 /* Read a whole small file (configs) into a NUL-terminated buffer from malloc (free()).
  * A missing file is SAE_ENOTFOUND, an unreadable one SAE_EIO, one over max_bytes SAE_EFORMAT. */
 sae_status sae__read_text_file(const char *path, size_t max_bytes, char **out);

@@ -698,7 +698,8 @@ typedef struct st_item {
     int32_t ndim;
     int64_t shape[SAE_MAX_DIMS];
     uint64_t nbytes;
-    const void *data; /* borrowed */
+    const void *data; /* borrowed; NULL for a streamed tensor */
+    bool streamed;    /* bytes written by the fill callback of sae__st_writer_write_streamed */
 } st_item;
 
 typedef struct st_kv {
@@ -783,9 +784,10 @@ static int64_t find_key(const sae_st_writer *w, const char *key, bool *found)
     return lo;
 }
 
-/* Check a tensor for the writer and fill `item` (name not set). shape: (ndim). */
+/* Check a tensor for the writer and fill `item` (name not set). shape: (ndim). A streamed
+ * tensor has no data yet. */
 static sae_status check_item(const char *name, int32_t dtype, int32_t ndim, const int64_t *shape,
-                             const void *data, st_item *item)
+                             const void *data, bool streamed, st_item *item)
 {
     if (!name || !utf8_valid(name) || strcmp(name, "__metadata__") == 0)
         return sae__fail(SAE_EINVAL, "safetensors writer: tensor name must be valid UTF-8 and "
@@ -806,22 +808,23 @@ static sae_status check_item(const char *name, int32_t dtype, int32_t ndim, cons
     }
     if (__builtin_mul_overflow(numel, (int64_t)sae_dtype_size(dtype), &nbytes))
         return sae__fail(SAE_EINVAL, "safetensors writer: tensor %s: more than 2^63 bytes", name);
-    if (nbytes > 0 && !data)
+    if (nbytes > 0 && !data && !streamed)
         return sae__fail(SAE_EINVAL, "safetensors writer: tensor %s: data is NULL", name);
     item->dtype = dtype;
     item->ndim = ndim;
     item->nbytes = (uint64_t)nbytes;
-    item->data = data;
+    item->data = streamed ? NULL : data;
+    item->streamed = streamed;
     return SAE_OK;
 }
 
-sae_status sae_st_writer_add(sae_st_writer *writer, const char *name, int32_t dtype,
-                             int32_t ndim, const int64_t *shape, const void *data)
+static sae_status add_item(sae_st_writer *writer, const char *name, int32_t dtype, int32_t ndim,
+                           const int64_t *shape, const void *data, bool streamed)
 {
     if (!writer)
         return sae__fail(SAE_EINVAL, "sae_st_writer_add: writer must not be NULL");
     st_item item;
-    sae_status s = check_item(name, dtype, ndim, shape, data, &item);
+    sae_status s = check_item(name, dtype, ndim, shape, data, streamed, &item);
     if (s != SAE_OK)
         return s;
     bool found;
@@ -842,6 +845,25 @@ sae_status sae_st_writer_add(sae_st_writer *writer, const char *name, int32_t dt
     writer->items[at] = item;
     writer->count++;
     return SAE_OK;
+}
+
+sae_status sae_st_writer_add(sae_st_writer *writer, const char *name, int32_t dtype,
+                             int32_t ndim, const int64_t *shape, const void *data)
+{
+    return add_item(writer, name, dtype, ndim, shape, data, false);
+}
+
+sae_status sae__st_writer_add_streamed(sae_st_writer *writer, const char *name, int32_t dtype,
+                                       int32_t ndim, const int64_t *shape)
+{
+    return add_item(writer, name, dtype, ndim, shape, NULL, true);
+}
+
+int64_t sae__st_writer_index(const sae_st_writer *writer, const char *name)
+{
+    bool found;
+    int64_t at = find_item(writer, name, &found);
+    return found ? at : -1;
 }
 
 sae_status sae_st_writer_set_metadata(sae_st_writer *writer, const char *key, const char *value)
@@ -1001,6 +1023,8 @@ typedef struct st_write_job {
     const sae_st_writer *writer;
     const st_text *header;
     const char *path;
+    sae__st_fill_fn fill; /* streamed tensors; NULL when there are none */
+    void *user;
 } st_write_job;
 
 static sae_status write_bytes(FILE *f, const void *p, size_t n, const char *path)
@@ -1010,7 +1034,40 @@ static sae_status write_bytes(FILE *f, const void *p, size_t n, const char *path
     return SAE_OK;
 }
 
-/* The file: 8-byte little-endian header length, the header, the tensors' bytes in order. */
+static sae_status seek_to(FILE *f, int64_t offset, const char *path)
+{
+    if (fseeko(f, (off_t)offset, SEEK_SET) != 0)
+        return sae__fail(SAE_EIO, "%s: cannot seek to byte %lld: %s", path, (long long)offset,
+                         strerror(errno));
+    return SAE_OK;
+}
+
+/* The streamed tensors: the fill callback writes them at data_start[i] (the file offset of
+ * item i), then the file must end where the last tensor does (a short write would leave a
+ * file that readers reject). */
+static sae_status write_streamed(FILE *f, const st_write_job *job)
+{
+    const sae_st_writer *w = job->writer;
+    int64_t *start = sae__alloc_array(NULL, (size_t)(w->count ? w->count : 1), sizeof *start);
+    if (!start)
+        return SAE_ENOMEM;
+    int64_t end = 8 + (int64_t)job->header->len;
+    for (int64_t i = 0; i < w->count; i++) {
+        start[i] = end;
+        end += (int64_t)w->items[i].nbytes;
+    }
+    sae_status s = job->fill(f, start, job->user);
+    sae__free(NULL, start);
+    if (s == SAE_OK && (fflush(f) != 0 || fseeko(f, 0, SEEK_END) != 0))
+        s = sae__fail(SAE_EIO, "%s: cannot write: %s", job->path, strerror(errno));
+    if (s == SAE_OK && ftello(f) != (off_t)end)
+        s = sae__fail(SAE_EIO, "%s: the streamed tensors end at byte %lld, expected %lld",
+                      job->path, (long long)ftello(f), (long long)end);
+    return s;
+}
+
+/* The file: 8-byte little-endian header length, the header, the tensors' bytes in order
+ * (streamed tensors: skipped over here, written by the fill callback). */
 static sae_status write_contents(FILE *f, void *user)
 {
     const st_write_job *job = user;
@@ -1020,22 +1077,48 @@ static sae_status write_contents(FILE *f, void *user)
     sae_status s = write_bytes(f, len, sizeof len, job->path);
     if (s == SAE_OK)
         s = write_bytes(f, job->header->p, job->header->len, job->path);
-    for (int64_t i = 0; s == SAE_OK && i < job->writer->count; i++)
-        s = write_bytes(f, job->writer->items[i].data, (size_t)job->writer->items[i].nbytes,
-                        job->path);
+    int64_t at = 8 + (int64_t)job->header->len;
+    for (int64_t i = 0; s == SAE_OK && i < job->writer->count; i++) {
+        const st_item *it = &job->writer->items[i];
+        if (it->streamed)
+            s = seek_to(f, at + (int64_t)it->nbytes, job->path);
+        else
+            s = write_bytes(f, it->data, (size_t)it->nbytes, job->path);
+        at += (int64_t)it->nbytes;
+    }
+    if (s == SAE_OK && job->fill)
+        s = write_streamed(f, job);
+    return s;
+}
+
+static sae_status write_file(const sae_st_writer *writer, const char *path, sae__st_fill_fn fill,
+                             void *user)
+{
+    if (!writer || !path)
+        return sae__fail(SAE_EINVAL, "sae_st_writer_write: writer and path must not be NULL");
+    for (int64_t i = 0; !fill && i < writer->count; i++)
+        if (writer->items[i].streamed)
+            return sae__fail(SAE_EINVAL, "safetensors writer: tensor %s is streamed: it needs a "
+                             "fill callback", writer->items[i].name);
+    st_text header = {0};
+    sae_status s = build_header(writer, &header);
+    if (s == SAE_OK) {
+        st_write_job job = {writer, &header, path, fill, user};
+        s = sae__write_file_atomic(path, write_contents, &job);
+    }
+    sae__free(NULL, header.p);
     return s;
 }
 
 sae_status sae_st_writer_write(const sae_st_writer *writer, const char *path)
 {
-    if (!writer || !path)
-        return sae__fail(SAE_EINVAL, "sae_st_writer_write: writer and path must not be NULL");
-    st_text header = {0};
-    sae_status s = build_header(writer, &header);
-    if (s == SAE_OK) {
-        st_write_job job = {writer, &header, path};
-        s = sae__write_file_atomic(path, write_contents, &job);
-    }
-    sae__free(NULL, header.p);
-    return s;
+    return write_file(writer, path, NULL, NULL);
+}
+
+sae_status sae__st_writer_write_streamed(const sae_st_writer *writer, const char *path,
+                                         sae__st_fill_fn fill, void *user)
+{
+    if (!fill)
+        return sae__fail(SAE_EINVAL, "sae__st_writer_write_streamed: fill is NULL");
+    return write_file(writer, path, fill, user);
 }
