@@ -148,8 +148,7 @@ static sae_status check_logits_shape(int64_t n, int64_t v, const char *what)
     return SAE_OK;
 }
 
-/* log Σ_j exp(z_j) of one row of v logits, in double. */
-static double row_logsumexp(const float *z, int64_t v)
+double sae__row_logsumexp(const float *z, int64_t v)
 {
     double max = z[0], sum = 0.0;
     for (int64_t j = 1; j < v; j++)
@@ -182,7 +181,7 @@ SAE_API sae_status sae_logits_ce(float *out_ce, float *d_logits, const float *lo
         if (targets[i] < 0)
             continue;
         const float *z = logits + i * vocab_size;
-        total += row_logsumexp(z, vocab_size) - z[targets[i]];
+        total += sae__row_logsumexp(z, vocab_size) - z[targets[i]];
     }
     if (!isfinite(total))
         return sae__fail(SAE_ENUMERIC, "sae_logits_ce: the logits are not finite");
@@ -196,7 +195,7 @@ SAE_API sae_status sae_logits_ce(float *out_ce, float *d_logits, const float *lo
             memset(d, 0, (size_t)vocab_size * sizeof(float));
             continue;
         }
-        double lse = row_logsumexp(z, vocab_size);
+        double lse = sae__row_logsumexp(z, vocab_size);
         for (int64_t j = 0; j < vocab_size; j++)
             d[j] = (float)((exp(z[j] - lse) - (j == targets[i])) / (double)count);
     }

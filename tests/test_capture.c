@@ -239,43 +239,11 @@ static void test_source_shuffle_loop(void **state)
     test_free(want), test_free(got), test_free(again);
 }
 
-/* An allocator over test_allocator() that tracks live and peak bytes. */
-typedef struct counter {
-    size_t live, peak;
-} counter;
-
-enum { HEAD = 64 };
-
-static void *count_alloc(size_t size, size_t alignment, void *user)
-{
-    counter *c = user;
-    const sae_allocator *t = test_allocator();
-    unsigned char *p = t->alloc(size + HEAD, alignment > HEAD ? alignment : HEAD, t->user);
-    if (!p)
-        return NULL;
-    memcpy(p, &size, sizeof size);
-    c->live += size;
-    c->peak = c->live > c->peak ? c->live : c->peak;
-    return p + HEAD;
-}
-
-static void count_free(void *ptr, void *user)
-{
-    if (!ptr)
-        return;
-    counter *c = user;
-    unsigned char *p = (unsigned char *)ptr - HEAD;
-    size_t size;
-    memcpy(&size, p, sizeof size);
-    c->live -= size;
-    test_allocator()->free(p, test_allocator()->user);
-}
-
 /* Peak bytes the source allocates while streaming n_seq sequences shuffled. */
 static size_t source_peak(fixture *fx, const int32_t *tokens, int64_t n_seq)
 {
-    counter c = {0, 0};
-    sae_allocator counting = {count_alloc, count_free, &c};
+    alloc_counter c = {0, 0, 0};
+    sae_allocator counting = counting_allocator(&c);
     sae_source_options o = SAE_SOURCE_OPTIONS_INIT;
     o.shuffle_buffer_rows = 32, o.allocator = &counting;
     sae_source *src = NULL;

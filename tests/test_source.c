@@ -358,38 +358,6 @@ static void test_files_changed_while_streaming(void **state)
 
 /* ---- bounded memory -------------------------------------------------------------------------- */
 
-/* An allocator over test_allocator() that tracks live and peak bytes. */
-typedef struct counter {
-    size_t live, peak, allocs;
-} counter;
-
-enum { HEAD = 64 };
-
-static void *count_alloc(size_t size, size_t alignment, void *user)
-{
-    counter *c = user;
-    const sae_allocator *t = test_allocator();
-    unsigned char *p = t->alloc(size + HEAD, alignment > HEAD ? alignment : HEAD, t->user);
-    if (!p)
-        return NULL;
-    memcpy(p, &size, sizeof size);
-    c->live += size, c->allocs++;
-    c->peak = c->live > c->peak ? c->live : c->peak;
-    return p + HEAD;
-}
-
-static void count_free(void *ptr, void *user)
-{
-    if (!ptr)
-        return;
-    counter *c = user;
-    unsigned char *p = (unsigned char *)ptr - HEAD;
-    size_t size;
-    memcpy(&size, p, sizeof size);
-    c->live -= size;
-    test_allocator()->free(p, test_allocator()->user);
-}
-
 enum { BD = 16, BS = 1024 };
 
 /* Four shards (two F32 safetensors, two raw) of `rows` rows in all; column 0 is the row id.
@@ -415,8 +383,8 @@ static size_t stream_peak(int64_t rows)
     }
     test_free(x);
 
-    counter c = {0, 0, 0};
-    sae_allocator counting = {count_alloc, count_free, &c};
+    alloc_counter c = {0, 0, 0};
+    sae_allocator counting = counting_allocator(&c);
     sae_source_options o = SAE_SOURCE_OPTIONS_INIT;
     o.shuffle_buffer_rows = BS, o.seed = 1, o.raw_d = BD, o.allocator = &counting;
     sae_source *src = NULL;

@@ -87,17 +87,6 @@ static sae_status forward(loss_job *j, run_kind run, const int32_t *tokens, floa
 
 /* ---- scoring ----------------------------------------------------------------------------- */
 
-/* log sum_v exp(z_v) of one row of `v` logits, in double. */
-static double logsumexp(const float *z, int64_t v)
-{
-    double max = z[0], sum = 0.0;
-    for (int64_t i = 1; i < v; i++)
-        max = z[i] > max ? z[i] : max;
-    for (int64_t i = 0; i < v; i++)
-        sum += exp(z[i] - max);
-    return max + log(sum);
-}
-
 static sae_status not_finite(run_kind run, int64_t s, int64_t t)
 {
     return sae__fail(SAE_ENUMERIC, "the logits of the %s run are not finite (sequence %lld of "
@@ -109,7 +98,7 @@ static sae_status score_clean(loss_job *j, const int32_t *tokens)
 {
     const int64_t V = j->host.vocab_size, T = j->seq_len;
     for (int64_t r = 0; r < j->cur_seqs * T; r++) {
-        const double lse = logsumexp(j->clean + r * V, V);
+        const double lse = sae__row_logsumexp(j->clean + r * V, V);
         if (!isfinite(lse))
             return not_finite(RUN_CLEAN, r / T, r % T);
         j->clean_lse[r] = lse;
@@ -129,7 +118,7 @@ static sae_status score_run(loss_job *j, run_kind run, const int32_t *tokens)
         if (r % T == T - 1)
             continue;
         const float *z = j->clean + r * V, *q = j->logits + r * V;
-        const double lse_z = j->clean_lse[r], lse_q = logsumexp(q, V);
+        const double lse_z = j->clean_lse[r], lse_q = sae__row_logsumexp(q, V);
         if (!isfinite(lse_q))
             return not_finite(run, r / T, r % T);
         double kl = 0.0;

@@ -99,3 +99,38 @@ void fill_normal(float *x, int64_t n, uint64_t seed, float scale)
     for (int64_t i = 0; i < n; i++)
         x[i] = sae_rng_normal(&rng) * scale;
 }
+
+/* Each block carries its size in a header of COUNT_HEAD bytes (which keeps any alignment up to
+ * that), so that the free can subtract it. */
+enum { COUNT_HEAD = 64 };
+
+static void *count_alloc(size_t size, size_t alignment, void *user)
+{
+    alloc_counter *c = user;
+    const sae_allocator *t = test_allocator();
+    unsigned char *p =
+        t->alloc(size + COUNT_HEAD, alignment > COUNT_HEAD ? alignment : COUNT_HEAD, t->user);
+    if (!p)
+        return NULL;
+    memcpy(p, &size, sizeof size);
+    c->live += size, c->allocs++;
+    c->peak = c->live > c->peak ? c->live : c->peak;
+    return p + COUNT_HEAD;
+}
+
+static void count_free(void *ptr, void *user)
+{
+    if (!ptr)
+        return;
+    alloc_counter *c = user;
+    unsigned char *p = (unsigned char *)ptr - COUNT_HEAD;
+    size_t size;
+    memcpy(&size, p, sizeof size);
+    c->live -= size;
+    test_allocator()->free(p, test_allocator()->user);
+}
+
+sae_allocator counting_allocator(alloc_counter *c)
+{
+    return (sae_allocator){count_alloc, count_free, c};
+}

@@ -17,6 +17,13 @@
 /* An allocator backed by CMocka's test_malloc/test_free: a leak fails the test. */
 const sae_allocator *test_allocator(void);
 
+/* Live and peak bytes and the number of allocations made through a counting allocator. */
+typedef struct alloc_counter {
+    size_t live, peak, allocs;
+} alloc_counter;
+/* An allocator over test_allocator() that counts into *c (zero it first). */
+sae_allocator counting_allocator(alloc_counter *c);
+
 /* SAE_SHARED_DIR "/" rel, in a static buffer (one at a time). */
 const char *shared_path(const char *rel);
 

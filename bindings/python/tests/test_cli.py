@@ -2,9 +2,7 @@
 one-line error with a non-zero exit (never a signal) for every class of bad input."""
 
 import json
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +11,8 @@ import pytest
 import sae
 from _shared import native_cases
 from test_oracle_native import Case
+from _cli import run
 
-CLI = os.environ.get("SAE_CLI")
-
-
-def run(*args):
-    assert CLI, "set SAE_CLI to the built `sae` tool"
-    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=120)
 
 
 def k_args(case):

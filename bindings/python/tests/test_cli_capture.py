@@ -4,28 +4,15 @@ checkpoint"), the layouts of --hook, --skip-bos, --tokens and --text, and errors
 in all (a handful of short sequences, one thread)."""
 
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest
 
 import sae
+from _cli import ok, run
 
-CLI = os.environ.get("SAE_CLI")
 KINDS = ("resid_pre", "attn_out", "mlp_out", "resid_post")
 N_SEQ, SEQ_LEN = 6, 20
-
-
-def run(*args):
-    assert CLI, "set SAE_CLI to the built `sae` tool"
-    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=120)
-
-
-def ok(*args):
-    r = run(*args)
-    assert r.returncode == 0, (args, r.stderr)
-    return r
 
 
 def expect_error(args, needle, code=1):

@@ -1,21 +1,17 @@
 """`sae demo` ($SAE_CLI): the table parses, its numbers are in range, the summary line comes
 from them, a seed fixes the result, and bad options are usage errors."""
 
-import os
 import re
-import subprocess
 
 import pytest
+from _cli import run
 
-CLI = os.environ.get("SAE_CLI")
 COLUMNS = ["MMCS(true)", "MMCS(learned)", "MCC", "FVU", "L0", "dead", "tokens/s"]
 FEATURES = 512
 
 
-def run(*args):
-    assert CLI, "set SAE_CLI to the built `sae` tool"
-    return subprocess.run([CLI, "demo", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+def demo(*args):
+    return run("demo", *args, timeout=300)
 
 
 def parse(stdout):
@@ -37,7 +33,7 @@ def parse(stdout):
 
 @pytest.fixture(scope="module")
 def quick():
-    r = run("--quick", "--threads", 1)
+    r = demo("--quick", "--threads", 1)
     assert r.returncode == 0, r.stderr
     return r
 
@@ -75,7 +71,7 @@ def test_progress_on_stderr(quick):
 
 def test_seed_fixes_the_result():
     def columns(seed):
-        r = run("--quick", "--steps", 30, "--seed", seed, "--threads", 1)
+        r = demo("--quick", "--steps", 30, "--seed", seed, "--threads", 1)
         assert r.returncode == 0, r.stderr
         table, _ = parse(r.stdout)
         return {a: {c: v for c, v in row.items() if c != "tokens/s"} for a, row in table.items()}
@@ -87,6 +83,6 @@ def test_seed_fixes_the_result():
 
 @pytest.mark.parametrize("args", [["--steps", "0"], ["--threads", "x"], ["--bogus"], ["extra"]])
 def test_usage_errors(args):
-    r = run(*args)
+    r = demo(*args)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert r.stderr.startswith("sae: demo: "), r.stderr

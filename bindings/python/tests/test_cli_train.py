@@ -3,27 +3,14 @@ load back; `eval --json` agrees with numpy on the same rows; bad arguments exit 
 one-line message. Every run is a fraction of a second (one thread, small sizes)."""
 
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest
 
 import sae
+from _cli import ok, run
 
-CLI = os.environ.get("SAE_CLI")
 SYNTH = ["--data", "synthetic", "--synth-d", "16", "--synth-features", "32"]
-
-
-def run(*args):
-    assert CLI, "set SAE_CLI to the built `sae` tool"
-    return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=120)
-
-
-def ok(*args):
-    r = run(*args)
-    assert r.returncode == 0, (args, r.stderr)
-    return r
 
 
 @pytest.fixture(scope="module")
