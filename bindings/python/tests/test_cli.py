@@ -3,7 +3,6 @@ one-line error with a non-zero exit (never a signal) for every class of bad inpu
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
