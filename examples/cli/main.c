@@ -15,6 +15,8 @@ static const struct {
     {"convert", cmd_convert, "save an SAE in SAELens or sparsify layout"},
     {"train", cmd_train, "train a standard or TopK SAE on activation files or synthetic data"},
     {"eval", cmd_eval, "evaluate an SAE on activations: FVU, L0, dead features, densities"},
+    {"evaluate-task", cmd_evaluate_task,
+     "judge SAEs against supervised dictionaries on a labelled task (Makelov et al.)"},
     {"version", cmd_version, "print the library version and BLAS kernels"},
 };
 
