@@ -23,4 +23,9 @@ struct sae_dict {
     char *model_name, *hook_name;
 };
 
+/* The model-space effect of a unit code of feature j is sae__dict_direction_scale(d, j) · W_dec[j]:
+ * 1/||d_j|| with SAE_DICT_RESCALE_BY_DECODER_NORM, times 1/act_scale with SAE_NORM_SCALE (the
+ * scaling undone on the way out); 1 otherwise. Not meaningful for per-row normalisations. */
+double sae__dict_direction_scale(const sae_dict *d, int64_t j);
+
 #endif /* SAE_DICT_INTERNAL_H */

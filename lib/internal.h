@@ -63,6 +63,16 @@ sae_status sae__sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                       float *C, int64_t ldc, int n_threads);
 
+/* ---- LAPACK (lib/core/lapack.c): the only caller of LAPACKE ------------------------------- */
+
+/* Minimum-norm least squares X = argmin ||A X - B||_F (smallest ||X||_F among the minimisers),
+ * by the SVD (dgelsd), in double. A: (m, n), lda >= n; B: (m, k), ldb >= k; X: (n, k),
+ * ldx >= k. Inputs are not changed; workspace comes from `allocator`. *out_rank (or NULL)
+ * receives the numerical rank of A. */
+sae_status sae__lstsq_min_norm(double *X, int64_t ldx, const double *A, int64_t lda,
+                               const double *B, int64_t ldb, int64_t m, int64_t n, int64_t k,
+                               const sae_allocator *allocator, int64_t *out_rank);
+
 /* ---- checks ---------------------------------------------------------------------------- */
 
 /* Index of the first non-finite value in x[0..n), or -1. */

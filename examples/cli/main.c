@@ -16,6 +16,8 @@ static const struct {
     {"train", cmd_train, "train a standard or TopK SAE on activation files or synthetic data"},
     {"eval", cmd_eval, "evaluate an SAE on activations: FVU, L0, dead features, densities"},
     {"capture", cmd_capture, "run a llama2.c model on tokens and save activations at hook points"},
+    {"evaluate-task", cmd_evaluate_task,
+     "judge SAEs against supervised dictionaries on a labelled task (Makelov et al.)"},
     {"version", cmd_version, "print the library version and BLAS kernels"},
 };
 

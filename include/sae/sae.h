@@ -28,6 +28,7 @@
 #include "safetensors.h"
 #include "source.h"
 #include "synth.h"
+#include "supervised.h"
 #include "trainer.h"
 
 #endif /* SAE_SAE_H */

@@ -52,6 +52,16 @@ class DictWeights(ctypes.Structure):
     ]
 
 
+class SupervisedOptions(ctypes.Structure):
+    """``sae_supervised_options`` (supervised.h): how a supervised dictionary is built."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("method", c_int32),
+        ("allocator", c_void_p),
+    ]
+
+
 class EncoderOptions(ctypes.Structure):
     """``sae_encoder_options`` (encoder.h): settings of an encoder."""
 
