@@ -1,7 +1,8 @@
 /* test_llama2.c: the llama2.c host (examples/llama2) and the sae_host interface: greedy text of
- * stories260K, batched forward against KV-cache steps, hook points through sae_host_forward,
- * the backward pass against finite differences (with stop-gradient), the logit metrics,
- * tokenizer round trips with byte fallback, and malformed checkpoints and tokenizers. */
+ * stories260K, batched forward and prompt prefill against KV-cache steps, hook points through
+ * sae_host_forward, the backward pass against finite differences (with stop-gradient), the
+ * logit metrics, tokenizer round trips with byte fallback, and malformed checkpoints and
+ * tokenizers. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,19 +80,27 @@ static void decode(const llama2_tokenizer *t, const int32_t *tokens, int64_t n, 
 
 /* ---- generation ------------------------------------------------------------------------------ */
 
-/* Greedy decoding from BOS as `run stories260K.bin -z tok512.bin -t 0.0` (256 steps, stop at
- * BOS) reproduces the text of ../shared/data/stories260K.md. */
-static void test_greedy_text(void **state)
+/* The text that ../shared/data/stories260K.md shows after the command line ending in `cmd`
+ * (run.c's output without its final newline), in the test_malloc'd *md. */
+static const char *md_text(char **md, const char *cmd)
 {
     long md_size;
-    char *md = read_file(shared_path("data/stories260K.md"), &md_size);
-    const char *cmd = "-z stories260K/tok512.bin -t 0.0\n";
-    char *begin = strstr(md, cmd);
+    *md = read_file(shared_path("data/stories260K.md"), &md_size);
+    char *begin = strstr(*md, cmd);
     assert_non_null(begin);
     begin += strlen(cmd);
     char *end = strstr(begin, "\n```");
     assert_non_null(end);
     *end = '\0'; /* drop the newline run.c prints after the last token */
+    return begin;
+}
+
+/* Greedy decoding from BOS as `run stories260K.bin -z tok512.bin -t 0.0` (256 steps, stop at
+ * BOS) reproduces the text of ../shared/data/stories260K.md. */
+static void test_greedy_text(void **state)
+{
+    char *md;
+    const char *begin = md_text(&md, "-z stories260K/tok512.bin -t 0.0\n");
 
     llama2_model *m = load_model();
     llama2_tokenizer *t = load_tokenizer();
@@ -113,6 +122,60 @@ static void test_greedy_text(void **state)
     test_free(text);
     test_free(logits);
     test_free(md);
+    llama2_state_free(st);
+    llama2_tokenizer_free(t);
+    llama2_model_free(m);
+}
+
+/* llama2_generate reproduces run.c: greedy (-t 0.0) and sampled (-t 1.0 -p 0.9 -s 133742)
+ * texts of stories260K.md, 256 steps from BOS; a prompt made of the first greedy tokens, run
+ * as one prefill, continues with the same tokens; fewer steps stop early. */
+static void test_generate(void **state)
+{
+    llama2_model *m = load_model();
+    llama2_tokenizer *t = load_tokenizer();
+    llama2_state *st = NULL;
+    assert_int_equal(llama2_state_create(&st, m), SAE_OK);
+    int32_t *tokens = test_malloc(257 * sizeof(int32_t));
+    int32_t *again = test_malloc(257 * sizeof(int32_t));
+    char *text = test_malloc(8192), *md;
+    const char *cmds[2] = {"-z stories260K/tok512.bin -t 0.0\n",
+                           "-z stories260K/tok512.bin -t 1.0 -p 0.9 -s 133742\n"};
+    const llama2_sampling sampling[2] = {{0.0f, 0.9f, 0}, {1.0f, 0.9f, 133742}};
+    const int32_t bos = 1;
+    int64_t n, n_again;
+    for (int i = 0; i < 2; i++) {
+        const char *want = md_text(&md, cmds[i]);
+        assert_int_equal(llama2_generate(st, &bos, 1, 256, &sampling[i], NULL, NULL, tokens, &n),
+                         SAE_OK);
+        assert_true(n >= 2 && n <= 257);
+        decode(t, tokens, n, text, 8192);
+        assert_string_equal(text, want);
+        test_free(md);
+    }
+    /* The greedy run again from a prompt of its first 12 tokens, for 40 positions: the prompt
+     * and 40 - 12 + 1 sampled tokens, those of the run from BOS. */
+    assert_int_equal(llama2_generate(st, &bos, 1, 40, &sampling[0], NULL, NULL, tokens, &n),
+                     SAE_OK);
+    assert_int_equal(n, 41);
+    assert_int_equal(llama2_generate(st, tokens, 12, 40, &sampling[0], NULL, NULL, again,
+                                     &n_again), SAE_OK);
+    assert_int_equal(n_again, 41);
+    assert_memory_equal(again, tokens, 41 * sizeof(int32_t));
+    /* Bad arguments. */
+    const llama2_sampling no_seed = {1.0f, 0.9f, 0}, negative = {-1.0f, 0.9f, 1};
+    assert_int_equal(llama2_generate(st, tokens, 12, 11, &sampling[0], NULL, NULL, again,
+                                     &n_again), SAE_ERANGE);
+    assert_int_equal(llama2_generate(st, tokens, 1, 513, &sampling[0], NULL, NULL, again,
+                                     &n_again), SAE_ERANGE);
+    assert_int_equal(llama2_generate(st, tokens, 1, 8, &no_seed, NULL, NULL, again, &n_again),
+                     SAE_EINVAL);
+    assert_int_equal(llama2_generate(st, tokens, 1, 8, &negative, NULL, NULL, again, &n_again),
+                     SAE_EINVAL);
+
+    test_free(text);
+    test_free(tokens);
+    test_free(again);
     llama2_state_free(st);
     llama2_tokenizer_free(t);
     llama2_model_free(m);
@@ -151,6 +214,50 @@ static void test_batch_equals_steps(void **state)
 
     test_free(batched);
     test_free(stepped);
+    llama2_state_free(st);
+    llama2_tokenizer_free(t);
+    llama2_model_free(m);
+}
+
+/* A prefill of a prompt, then steps, gives the logits of steps alone; a prefill past the
+ * context length or of a bad token is refused and leaves the state where it was. */
+static void test_prefill(void **state)
+{
+    llama2_model *m = load_model();
+    llama2_tokenizer *t = load_tokenizer();
+    enum { T = 20, P = 12 };
+    int32_t tokens[128];
+    int64_t n;
+    const char *text = "Lily saw a big red ball in the park, and she ran to it with her dog.";
+    assert_int_equal(llama2_tokenizer_encode(t, text, 1, 0, tokens, 128, &n), SAE_OK);
+    assert_true(n > T);
+    float *stepped = test_malloc((T + 1) * 512 * sizeof(float));
+    float *mixed = test_malloc((T + 1) * 512 * sizeof(float));
+    llama2_state *st = NULL;
+    assert_int_equal(llama2_state_create(&st, m), SAE_OK);
+    for (int i = 0; i < T; i++)
+        assert_int_equal(llama2_state_step(st, tokens[i], stepped + i * 512, NULL, NULL), SAE_OK);
+    llama2_state_reset(st);
+    int32_t bad[2] = {tokens[0], 512};
+    assert_int_equal(llama2_state_prefill(st, bad, 2, mixed, NULL, NULL), SAE_ERANGE);
+    assert_int_equal(llama2_state_prefill(st, tokens, 0, mixed, NULL, NULL), SAE_EINVAL);
+    assert_int_equal(llama2_state_prefill(st, tokens, P, mixed, NULL, NULL), SAE_OK);
+    for (int i = P; i < T; i++)
+        assert_int_equal(llama2_state_step(st, tokens[i], mixed + i * 512, NULL, NULL), SAE_OK);
+    assert_close_f32(stepped, mixed, T * 512, 1e-6, 1e-6, "prefill + steps vs steps");
+    /* The context holds 512 positions: T are used, 512 - T + 1 more do not fit. */
+    int32_t *many = test_calloc(512, sizeof(int32_t));
+    assert_int_equal(llama2_state_prefill(st, many, 512 - T + 1, NULL, NULL, NULL), SAE_ERANGE);
+    assert_non_null(strstr(llama2_last_error(), "context length 512"));
+    /* Still at position T: the next step gives the logits of a fresh run of T + 1 tokens. */
+    assert_int_equal(llama2_state_step(st, tokens[T], mixed, NULL, NULL), SAE_OK);
+    llama2_state_reset(st);
+    assert_int_equal(llama2_state_prefill(st, tokens, T + 1, stepped, NULL, NULL), SAE_OK);
+    assert_close_f32(stepped + T * 512, mixed, 512, 1e-6, 1e-6, "after a refused prefill");
+
+    test_free(many);
+    test_free(stepped);
+    test_free(mixed);
     llama2_state_free(st);
     llama2_tokenizer_free(t);
     llama2_model_free(m);
@@ -683,7 +790,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_greedy_text),
+        cmocka_unit_test(test_generate),
         cmocka_unit_test(test_batch_equals_steps),
+        cmocka_unit_test(test_prefill),
         cmocka_unit_test(test_host_hooks),
         cmocka_unit_test(test_backward_finite_differences),
         cmocka_unit_test(test_backward_stop_grad),

@@ -23,6 +23,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_capture(int argc, char **argv);
 int cmd_evaluate_task(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 /* ---- errors (util.c) ------------------------------------------------------------------- */
 

@@ -18,6 +18,7 @@ static const struct {
     {"capture", cmd_capture, "run a llama2.c model on tokens and save activations at hook points"},
     {"evaluate-task", cmd_evaluate_task,
      "judge SAEs against supervised dictionaries on a labelled task (Makelov et al.)"},
+    {"generate", cmd_generate, "generate text with a llama2.c model, optionally steered by an SAE"},
     {"version", cmd_version, "print the library version and BLAS kernels"},
 };
 

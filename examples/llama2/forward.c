@@ -200,12 +200,6 @@ sae_status llama2_model_forward(llama2_model *m, const int32_t *tokens, int64_t 
     return s;
 }
 
-struct llama2_state {
-    const llama2_model *m;
-    int64_t pos;
-    float *kc, *vc; /* (1, L, seq_len, kv_dim) */
-};
-
 sae_status llama2_state_create(llama2_state **out, const llama2_model *m)
 {
     if (!out || !m)
@@ -238,21 +232,30 @@ void llama2_state_free(llama2_state *s)
 
 void llama2_state_reset(llama2_state *s) { s->pos = 0; }
 
+sae_status llama2_state_prefill(llama2_state *s, const int32_t *tokens, int64_t n,
+                                float *logits, sae_hook_fn hook, void *hook_user)
+{
+    if (!s || !tokens || n < 1)
+        return llama2__fail(SAE_EINVAL, "llama2_state_prefill: state or tokens is NULL, or "
+                            "n (%lld) < 1", (long long)n);
+    const llama2_model *m = s->m;
+    if (n > m->c.seq_len - s->pos)
+        return llama2__fail(SAE_ERANGE, "llama2 generation at position %lld: %lld more tokens "
+                            "do not fit in its context length %d", (long long)s->pos,
+                            (long long)n, m->c.seq_len);
+    for (int64_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= m->c.vocab_size)
+            return llama2__fail(SAE_ERANGE, "token %d at index %lld is outside [0, %d)",
+                                (int)tokens[i], (long long)i, m->c.vocab_size);
+    sae_status st = llama2__run(m, tokens, 1, n, s->pos, s->kc, s->vc, m->c.seq_len, logits,
+                                hook, hook_user, NULL);
+    if (st == SAE_OK)
+        s->pos += n;
+    return st;
+}
+
 sae_status llama2_state_step(llama2_state *s, int32_t token, float *logits, sae_hook_fn hook,
                              void *hook_user)
 {
-    if (!s)
-        return llama2__fail(SAE_EINVAL, "llama2_state_step: state is NULL");
-    const llama2_model *m = s->m;
-    if (s->pos >= m->c.seq_len)
-        return llama2__fail(SAE_ERANGE, "llama2 generation is at its context length %d",
-                            m->c.seq_len);
-    if (token < 0 || token >= m->c.vocab_size)
-        return llama2__fail(SAE_ERANGE, "token %d is outside [0, %d)", (int)token,
-                            m->c.vocab_size);
-    sae_status st = llama2__run(m, &token, 1, 1, s->pos, s->kc, s->vc, m->c.seq_len, logits,
-                                hook, hook_user, NULL);
-    if (st == SAE_OK)
-        s->pos++;
-    return st;
+    return llama2_state_prefill(s, &token, 1, logits, hook, hook_user);
 }

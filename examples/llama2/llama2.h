@@ -1,15 +1,17 @@
 /*
- * llama2.h: the llama2.c host — a small static library (not part of libsae) that runs llama2.c
- * checkpoints (../shared/design/FORMATS.md, "llama2.c checkpoint") and their tokenizers, and
- * exposes the model to libsae as a `sae_host` with hook points resid_pre.L, attn_out.L,
- * mlp_out.L and resid_post.L.
+ * llama2.h: the llama2.c host — a small library (not part of libsae; static for C programs,
+ * libsae_llama2.so for Python) that runs llama2.c checkpoints (../shared/design/FORMATS.md,
+ * "llama2.c checkpoint") and their tokenizers, generates text as llama2.c's run.c, and exposes
+ * the model to libsae as a `sae_host` with hook points resid_pre.L, attn_out.L, mlp_out.L and
+ * resid_post.L.
  *
  * Errors: every fallible call returns a sae_status; the detail is in llama2_last_error()
  * (per thread). Memory comes from the sae_allocator given at load (NULL: libsae's default).
  * Thread safety: llama2_model_forward keeps what llama2_model_backward needs in the model, so a
  * model's forward and backward (and its host) are used by one thread at a time; generation
- * states may share a model across threads (llama2_state_step only reads it), a state is used
- * by one thread at a time; a tokenizer is read-only after loading.
+ * states may share a model across threads (llama2_state_step, llama2_state_prefill and
+ * llama2_generate only read it), a state is used by one thread at a time; a tokenizer is
+ * read-only after loading.
  */
 #ifndef LLAMA2_H
 #define LLAMA2_H
@@ -84,12 +86,36 @@ sae_status llama2_model_backward(llama2_model *m, int64_t n_seq, int64_t seq_len
 void llama2_model_host(llama2_model *m, sae_host *out);
 
 /* Token-by-token generation with a KV cache: each step runs `token` at the next position (0,
- * 1, ...) and writes its logits (vocab). Hooks see (1, dim) buffers. */
+ * 1, ...) and writes its logits (vocab). Hooks see (1, dim) buffers. A prefill runs n tokens
+ * (a prompt) at the next n positions in one pass: logits (n, vocab) or NULL, hooks see (n, dim)
+ * buffers, and the numbers are those of n steps; a step is a prefill of one token. SAE_ERANGE
+ * when the tokens do not fit in the context (seq_len) or an id is outside [0, vocab). */
 sae_status llama2_state_create(llama2_state **out, const llama2_model *m);
 void llama2_state_free(llama2_state *s);
 void llama2_state_reset(llama2_state *s);
 sae_status llama2_state_step(llama2_state *s, int32_t token, float *logits, sae_hook_fn hook,
                              void *hook_user);
+sae_status llama2_state_prefill(llama2_state *s, const int32_t *tokens, int64_t n,
+                                float *logits, sae_hook_fn hook, void *hook_user);
+
+/* How llama2_generate picks each next token, as llama2.c's run.c: temperature 0 is greedy
+ * (argmax); otherwise softmax(logits / temperature), then a draw among all tokens (top_p <= 0 or
+ * >= 1) or among the smallest most-probable set whose mass exceeds top_p, with run.c's xorshift
+ * generator started at seed (>= 1; run.c's -s). */
+typedef struct llama2_sampling {
+    float temperature, top_p;
+    uint64_t seed;
+} llama2_sampling;
+
+/* Generate from the start of the context, as run.c: reset s, run the prompt (n_prompt >= 1 ids,
+ * usually BOS first) in one prefill, then sample a token and run it, until `steps` positions
+ * have run (n_prompt <= steps <= seq_len) or BOS is sampled. tokens (room for steps + 1 ids)
+ * receives the prompt and then the sampled tokens (not the final BOS); *n_tokens their count.
+ * hook (or NULL) runs on every pass. SAE_ERANGE for steps or n_prompt out of range, SAE_EINVAL
+ * for a negative or non-finite temperature or a zero seed when sampling. */
+sae_status llama2_generate(llama2_state *s, const int32_t *prompt, int64_t n_prompt,
+                           int64_t steps, const llama2_sampling *sampling, sae_hook_fn hook,
+                           void *hook_user, int32_t *tokens, int64_t *n_tokens);
 
 /* Load a tokenizer of `vocab_size` tokens (the model's). SAE_EFORMAT on a truncated file, an
  * impossible length or trailing bytes. */

@@ -37,6 +37,13 @@ struct llama2_model {
     int64_t tape_cap, tape_n_seq, tape_seq_len;
 };
 
+/* A generation: the next position and the KV cache of the positions before it. */
+struct llama2_state {
+    const llama2_model *m;
+    int64_t pos;
+    float *kc, *vc; /* (1, L, seq_len, kv_dim) */
+};
+
 /* out (n, d) = rmsnorm(x) ⊙ w: x / sqrt(mean(x²) + 1e-5) · w per row. */
 void llama2__rmsnorm(float *out, const float *x, const float *w, int64_t n, int64_t d);
 

@@ -46,12 +46,16 @@ from .trainer import FitProgress, Trainer, TrainMetrics
 from .evaluate import EvalResult, evaluate
 from .supervised import Supervised, f1_top, feature_exchange, feature_f1, feature_weights
 from ._structs import TRAIN_SKIP_NONFINITE
+from .host import Host, logits_ce, logits_diff
+from .patch import Patch, export_control_vector, steering_direction
+from .llama2 import Llama2
 
 __all__ = ["load", "Dictionary", "SparseCodes", "SaeError", "version", "blas_kernels",
            "default_threads", "detect_format", "load_file", "load_metadata", "save_file",
            "Trainer", "TrainMetrics", "FitProgress", "TRAIN_SKIP_NONFINITE", "Synthetic",
            "mmcs", "mcc", "shrinkage", "Source", "evaluate", "EvalResult", "Supervised",
-           "feature_f1", "f1_top", "feature_weights", "feature_exchange"]
+           "feature_f1", "f1_top", "feature_weights", "feature_exchange", "Host", "Patch",
+           "Llama2", "logits_ce", "logits_diff", "steering_direction", "export_control_vector"]
 
 
 def version():

@@ -16,9 +16,9 @@ import ctypes.util
 import glob
 import os
 from ctypes import (POINTER, c_char_p, c_double, c_float, c_int32, c_int64, c_uint32,
-                    c_void_p)
+                    c_uint64, c_void_p)
 
-from . import _structs
+from . import _host_structs, _structs
 
 #: The libsae version these bindings were written for (SAE_VERSION_MAJOR, SAE_VERSION_MINOR).
 BINDINGS_VERSION = (0, 1)
@@ -190,6 +190,44 @@ _SIGNATURES = {
                            POINTER(c_double), _ptr]),
     "sae_shrinkage": (status_t, [_ptr, c_int64, _ptr, c_int64, c_int64, c_int64,
                                  POINTER(c_double)]),
+    # host.h
+    "sae_host_check": (status_t, [POINTER(_host_structs.HostTable)]),
+    "sae_host_find_hook": (status_t, [POINTER(c_int32), POINTER(_host_structs.HostTable),
+                                      c_char_p]),
+    "sae_host_forward": (status_t, [POINTER(_host_structs.HostTable), _ptr, c_int64, c_int64,
+                                    _ptr, _host_structs.HookFn, c_void_p]),
+    "sae_host_backward": (status_t, [POINTER(_host_structs.HostTable), c_int64, c_int64, _ptr,
+                                     _ptr, _ptr]),
+    "sae_logits_ce": (status_t, [POINTER(c_float), _ptr, _ptr, _ptr, c_int64, c_int64]),
+    "sae_logits_diff": (status_t, [POINTER(c_float), _ptr, _ptr, c_int64, c_int64, c_int64,
+                                   c_int32, c_int32]),
+    # patch.h
+    "sae_patch_create_record": (status_t, [POINTER(_handle), _handle, c_uint32, c_int64, c_int64,
+                                           POINTER(_host_structs.PatchOptions)]),
+    "sae_patch_create_splice": (status_t, [POINTER(_handle), _handle, c_int32,
+                                           POINTER(_host_structs.PatchOptions)]),
+    "sae_patch_create_ablate_zero": (status_t, [POINTER(_handle), _handle, _ptr, c_int64,
+                                                POINTER(_host_structs.PatchOptions)]),
+    "sae_patch_create_ablate_mean": (status_t, [POINTER(_handle), _handle, _ptr, c_int64, _ptr,
+                                                c_int64, POINTER(_host_structs.PatchOptions)]),
+    "sae_patch_create_ablate_resample": (status_t, [POINTER(_handle), _handle, _ptr, c_int64,
+                                                    _ptr, c_int64, c_int64, c_int64, c_uint64,
+                                                    POINTER(_host_structs.PatchOptions)]),
+    "sae_patch_create_clamp": (status_t, [POINTER(_handle), _handle, c_int32, c_float,
+                                          POINTER(_host_structs.PatchOptions)]),
+    "sae_patch_create_edit": (status_t, [POINTER(_handle), _handle, _ptr, c_int64, _ptr, c_int64,
+                                         POINTER(_host_structs.PatchOptions)]),
+    "sae_patch_create_steer": (status_t, [POINTER(_handle), _handle, c_int32, c_float, c_int32,
+                                          POINTER(_host_structs.PatchOptions)]),
+    "sae_patch_free": (None, [_handle]),
+    "sae_patch_kind": (c_int32, [_handle]),
+    "sae_patch_apply": (status_t, [_handle, _ptr, c_int64, c_int64]),
+    "sae_patch_apply_list": (status_t, [_ptr, c_int32, _ptr, c_int64, c_int64]),
+    "sae_patch_get_record": (status_t, [_handle, POINTER(_host_structs.PatchRecord)]),
+    "sae_patch_clear_record": (status_t, [_handle]),
+    "sae_steering_direction": (status_t, [_ptr, c_int64, _handle, c_int32, c_float, c_int32]),
+    "sae_steering_export_gguf": (status_t, [c_char_p, c_char_p, c_int64, c_int32, _ptr, _ptr,
+                                            c_int64]),
 }
 
 def _candidates():

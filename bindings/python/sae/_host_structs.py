@@ -1,0 +1,86 @@
+"""ctypes mirrors of the structs and callback types of host.h and patch.h.
+
+The same conventions as :mod:`sae._structs` (field by field, in order, sizes fixed by the ABI;
+fill ``struct_size`` with :func:`sae._structs.new`), in a module of their own so that the
+model-facing part of the bindings stays together.
+"""
+
+import ctypes
+from ctypes import POINTER, c_char_p, c_int32, c_int64, c_uint32, c_void_p
+
+# ---- hosts (host.h) ----------------------------------------------------------------------------
+
+#: ``sae_hook_fn``: ``sae_status fn(void *user, int32_t hook_id, float *x, int64_t n_tokens,
+#: int64_t ld)``.
+HookFn = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int32, c_void_p, c_int64, c_int64)
+#: The NULL hook (ctypes takes no None for a function pointer argument).
+NO_HOOK = HookFn()
+
+#: ``sae_host_forward_fn``: ``sae_status fn(void *user, const int32_t *tokens, int64_t n_seq,
+#: int64_t seq_len, float *logits, sae_hook_fn hook, void *hook_user)``. The hook arrives as a
+#: plain address (``c_void_p``): :data:`HookFn` turns it back into a callable.
+HostForwardFn = ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64, c_int64, c_void_p,
+                                 c_void_p, c_void_p)
+
+#: ``sae_host_backward_fn``: ``sae_status fn(void *user, int64_t n_seq, int64_t seq_len,
+#: const float *d_logits, float *const *d_hooks, const uint8_t *stop_grad)``.
+HostBackwardFn = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int64, c_int64, c_void_p,
+                                  POINTER(c_void_p), c_void_p)
+
+
+class HostTable(ctypes.Structure):
+    """``sae_host`` (host.h): the callback table of a model."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_hooks", c_int32),
+        ("d_model", c_int64),
+        ("vocab_size", c_int64),
+        ("n_layers", c_int64),
+        ("max_seq_len", c_int64),
+        ("hook_names", POINTER(c_char_p)),
+        ("forward", HostForwardFn),
+        ("backward", HostBackwardFn),
+        ("user", c_void_p),
+    ]
+
+
+# ---- patches (patch.h) -------------------------------------------------------------------------
+
+#: ``sae_patch_kind_id`` values by name.
+PATCH_KINDS = {"record": 0, "splice": 1, "ablate": 2, "clamp": 3, "steer": 4, "edit": 5}
+#: ``sae_record_flag`` bits.
+RECORD_ACTIVATIONS, RECORD_CODES = 1, 2
+
+
+class PatchOptions(ctypes.Structure):
+    """``sae_patch_options`` (patch.h): settings shared by every patch."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_threads", c_int32),
+        ("max_tokens", c_int64),
+        ("allocator", c_void_p),
+    ]
+
+
+class PatchRecord(ctypes.Structure):
+    """``sae_patch_record`` (patch.h): a view of a recording patch's buffer."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("what", c_uint32),
+        ("n_tokens", c_int64),
+        ("nnz", c_int64),
+        ("d_in", c_int64),
+        ("activations", c_void_p),
+        ("offsets", c_void_p),
+        ("indices", c_void_p),
+        ("values", c_void_p),
+    ]
+
+
+# The C layouts on 64-bit targets: a mismatch means the mirror drifted from the headers.
+if ctypes.sizeof(c_void_p) == 8:
+    for _cls, _size in {HostTable: 72, PatchOptions: 24, PatchRecord: 64}.items():
+        assert ctypes.sizeof(_cls) == _size, (_cls.__name__, ctypes.sizeof(_cls), _size)
