@@ -17,6 +17,7 @@ from . import _host_structs as _hs
 from ._callbacks import CallbackGuard
 from ._lib import SaeError, fspath_bytes
 from .host import Host, _PatchDispatch, _token_batch
+from ._handle import NativeHandle
 
 _LIBRARY_NAME = "libsae_llama2.so"
 
@@ -94,7 +95,7 @@ def _llama2():
     return _library
 
 
-class Llama2(Host):
+class Llama2(Host, NativeHandle):
     """A llama2.c checkpoint (e.g. stories260K.bin) run by the llama2.c host, with hook points
     ``resid_pre.L``, ``attn_out.L``, ``mlp_out.L`` and ``resid_post.L`` for each layer L, a
     forward and a backward pass (:meth:`run`, :meth:`grad`), its tokenizer (optional) and
@@ -121,8 +122,7 @@ class Llama2(Host):
         self._c.llama2_model_host(self._model, table)
         self._set_table(table)
 
-    def close(self):
-        """Free the model, its tokenizer and generation state. Further use raises ValueError."""
+    def _release(self):
         c = getattr(self, "_c", None)
         if c is None:
             return
@@ -133,21 +133,6 @@ class Llama2(Host):
         c.llama2_state_free(state)
         c.llama2_tokenizer_free(tokenizer)
         c.llama2_model_free(model)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: the library may already be gone
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __reduce__(self):
-        raise TypeError("a sae.Llama2 cannot be pickled")
 
     # ---- tokenizer ---------------------------------------------------------------------------
 

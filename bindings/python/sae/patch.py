@@ -9,6 +9,7 @@ from . import _arrays, _structs
 from . import _host_structs as _hs
 from ._lib import fspath_bytes, lib, new_handle
 from .codes import SparseCodes
+from ._handle import NativeHandle
 
 _KIND_NAMES = {value: name for name, value in _hs.PATCH_KINDS.items()}
 
@@ -45,7 +46,7 @@ def _matrix(a, width, name):
     return _arrays.as_f32(a, (a.shape[0], width), name)
 
 
-class Patch:
+class Patch(NativeHandle):
     """An intervention at one hook point, made by one of the constructors below, on the
     activations (n_tokens, d_in) of a :class:`sae.Dictionary`.
 
@@ -147,26 +148,10 @@ class Patch:
 
     # ---- lifetime ----------------------------------------------------------------------------
 
-    def close(self):
-        """Free the patch. Further use raises ValueError."""
+    def _release(self):
         handle, self._handle = getattr(self, "_handle", None), None
         if handle:
             lib.sae_patch_free(handle)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: the library may already be gone
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __reduce__(self):
-        raise TypeError("a sae.Patch cannot be pickled")
 
     def __repr__(self):
         return "<sae.Patch %s d_in=%d%s>" % (self._kind, self._d_in,

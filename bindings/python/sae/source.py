@@ -12,6 +12,7 @@ from . import _arrays, _structs
 from ._callbacks import CallbackGuard
 from ._lib import ECANCELED, SaeError, fspath_bytes, lib, new_handle
 from .synth import Synthetic
+from ._handle import NativeHandle
 
 
 class _SynthProducer:
@@ -44,7 +45,7 @@ def _source_options(**fields):
                                                    if value is not None})
 
 
-class Source:
+class Source(NativeHandle):
     """Rows of width ``d`` delivered in batches (include/sae/source.h): from an array
     (:meth:`from_array`), from safetensors or raw float32 files streamed with bounded memory
     (:meth:`from_files`), or from a :class:`Synthetic` generator (:meth:`from_synthetic`).
@@ -160,31 +161,17 @@ class Source:
         """True after :meth:`close`."""
         return self._handle is None
 
+    def _release(self):
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle:
+            lib.sae_source_free(handle)
+
     def close(self):
         """Release the source. Further calls raise ValueError."""
         with self._lock:
             if self._busy:
                 raise RuntimeError("the source is in use by a running fit or evaluate")
-            handle, self._handle = self._handle, None
-            if handle:
-                lib.sae_source_free(handle)
-
-    def __del__(self):
-        try:
-            handle, self._handle = self._handle, None
-            if handle:
-                lib.sae_source_free(handle)
-        except Exception:  # interpreter shutdown, or a failed constructor
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __reduce__(self):
-        raise TypeError("a sae.Source cannot be pickled or copied")
+            self._release()
 
     def __repr__(self):
         if self.closed:

@@ -16,6 +16,7 @@ import numpy as np
 from . import _arrays, _structs
 from ._lib import lib, new_handle
 from .dictionary import Dictionary
+from ._handle import NativeHandle
 
 _METHODS = {"mean": 0, "lstsq": 1}
 _EXCHANGE = {"f1": 0, "greedy": 1}
@@ -45,7 +46,7 @@ def _n_values(n_values, labels):
     return nv
 
 
-class Supervised:
+class Supervised(NativeHandle):
     """A supervised dictionary (Makelov et al. §2.3): ``bias`` (d,) and ``codes``
     (n_codes, d), row :meth:`code_index` (attribute, value) = u_{A,v}.
 
@@ -81,18 +82,10 @@ class Supervised:
                                        self.n_codes * self.d, np.float32).reshape(
                                            self.n_codes, self.d)
 
-    def close(self):
+    def _release(self):
         handle, self._handle = getattr(self, "_handle", None), None
         if handle:
             lib.sae_supervised_free(handle)
-
-    __del__ = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _live(self):
         if not self._handle:

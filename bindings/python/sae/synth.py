@@ -7,9 +7,10 @@ import numpy as np
 
 from . import _arrays, _structs
 from ._lib import lib, new_handle
+from ._handle import NativeHandle
 
 
-class Synthetic:
+class Synthetic(NativeHandle):
     """A generator of synthetic activations with known features (include/sae/synth.h).
 
     Each row is ``x = sum_g a_g t_g + noise_std * N(0, I)`` over ``n_features`` unit directions
@@ -64,27 +65,12 @@ class Synthetic:
         """True after :meth:`close`."""
         return self._handle is None
 
-    def close(self):
-        """Release the generator. Further calls raise ValueError."""
-        handle, self._handle = self._handle, None
+    _copy_hint = "; make another with the same seed and settings"
+
+    def _release(self):
+        handle, self._handle = getattr(self, "_handle", None), None
         if handle:
             lib.sae_synth_free(handle)
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown: the library may already be gone
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __reduce__(self):
-        raise TypeError("a sae.Synthetic cannot be pickled or copied; make another with the "
-                        "same seed and settings")
 
     def __repr__(self):
         state = " closed" if self.closed else ""

@@ -12,6 +12,7 @@ from ._callbacks import CallbackGuard
 from ._lib import ECANCELED, SaeError, fspath_bytes, lib, new_handle
 from .dictionary import Dictionary
 from .source import opened
+from ._handle import NativeHandle
 
 _KINDS = {name: kind for name, _, kind in _structs.TRAINER_OPTIONS}
 _CTYPES = {name: ctype for name, ctype, _ in _structs.TRAINER_OPTIONS}
@@ -112,7 +113,7 @@ def _options(values):
     return options
 
 
-class Trainer:
+class Trainer(NativeHandle):
     """Trains a standard (ReLU + L1) or TopK sparse autoencoder with Adam, one batch per
     :meth:`step` (include/sae/trainer.h, MATH.md "Training losses").
 
@@ -227,31 +228,17 @@ class Trainer:
         with self._lock:
             lib.sae_trainer_save(self._live(), fspath_bytes(path))
 
+    def _release(self):
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle:
+            lib.sae_trainer_free(handle)
+
     def close(self):
         """Release the trainer. Further calls raise ValueError."""
         with self._lock:
             if self._fitting:
                 raise RuntimeError("cannot close the trainer from inside its fit callback")
-            handle, self._handle = self._handle, None
-            if handle:
-                lib.sae_trainer_free(handle)
-
-    def __del__(self):
-        try:
-            handle, self._handle = self._handle, None
-            if handle:
-                lib.sae_trainer_free(handle)
-        except Exception:  # interpreter shutdown, or __init__ failed before the handle
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __reduce__(self):
-        raise TypeError("a sae.Trainer cannot be pickled or copied")
+            self._release()
 
     def __repr__(self):
         state = " closed" if self.closed else " steps=%d" % self.steps

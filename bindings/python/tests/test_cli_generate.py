@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import sae
-from test_cli import expect_error, run
+from _cli import run
+from test_cli import expect_error
 from test_llama2 import md_text
 
 
