@@ -249,7 +249,8 @@ static const float *prepare(sae_encoder *e, int64_t n, const float *x, int64_t l
     }
     const float *b_dec = (d->config.flags & SAE_DICT_NO_B_DEC_INPUT) ? NULL : d->b_dec;
     const int norm = d->config.input_norm;
-#pragma omp parallel for schedule(static) num_threads(e->threads) if (e->threads > 1 && n > 64)
+    const int T = sae__threads_for(e->threads, (double)n * (double)d_in);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
     for (int64_t r = 0; r < n; r++) {
         const float *xr = x + r * ldx;
         float *out = e->xin + r * d_in;
@@ -319,7 +320,8 @@ static void epilogue(sae_encoder *e, int64_t n, float *t, int64_t ldt, float *pr
                      float *f, int64_t ldf)
 {
     const int64_t k = e->act.k;
-#pragma omp parallel for schedule(static) num_threads(e->threads) if (e->threads > 1 && n > 1)
+    const int T = sae__threads_for(e->threads, (double)n * (double)e->dict->config.d_sae);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
     for (int64_t r = 0; r < n; r++) {
         int tid = omp_get_thread_num();
         char *scratch = e->topk ? (char *)e->topk_scratch + tid * SAE_TOPK_SCRATCH_BYTES(k) : NULL;
@@ -460,7 +462,8 @@ sae_status sae_encoder_encode_sparse(sae_encoder *e, int64_t n, const float *x, 
             return s;
         /* Count, then make room, then fill: rows are filled in parallel at their offsets. */
         int64_t *cnt = e->row_nnz;
-#pragma omp parallel for schedule(static) num_threads(e->threads) if (e->threads > 1 && nr > 1)
+        const int T = sae__threads_for(e->threads, (double)nr * (double)F);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
         for (int64_t r = 0; r < nr; r++)
             cnt[r] = row_count(e, e->block + r * F, r);
         int64_t base = codes->offsets[r0];
@@ -468,7 +471,7 @@ sae_status sae_encoder_encode_sparse(sae_encoder *e, int64_t n, const float *x, 
             codes->offsets[r0 + r + 1] = codes->offsets[r0 + r] + cnt[r];
         if ((s = sae__codes_grow(codes, n, codes->offsets[r0 + nr], r0 + nr, base)))
             return s;
-#pragma omp parallel for schedule(static) num_threads(e->threads) if (e->threads > 1 && nr > 1)
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
         for (int64_t r = 0; r < nr; r++) {
             int64_t o = codes->offsets[r0 + r];
             row_extract(e, e->block + r * F, r, codes->indices + o, codes->values + o);
@@ -544,7 +547,8 @@ sae_status sae_encoder_decode_sparse(sae_encoder *e, int64_t n, const int64_t *o
         if (indices[a] < 0 || indices[a] >= F)
             return sae__fail(SAE_ERANGE, "feature id %d at position %lld is outside [0, %lld)",
                              indices[a], (long long)a, (long long)F);
-#pragma omp parallel for schedule(static) num_threads(e->threads) if (e->threads > 1 && n > 16)
+    const int T = sae__threads_for(e->threads, (double)offsets[n] * (double)d_in);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
     for (int64_t r = 0; r < n; r++)
         decode_row_list(e, offsets[r + 1] - offsets[r], indices + offsets[r],
                         values + offsets[r], x_hat + r * ldx);
@@ -577,7 +581,9 @@ sae_status sae_encoder_reconstruct(sae_encoder *e, int64_t n, const float *x, in
                 total += row_count(e, e->block + r * F, r);
         if (e->topk || total * 8 <= nr * F) {
             /* Sparse enough: accumulate the decoder rows of the non-zero codes. */
-#pragma omp parallel for schedule(static) num_threads(e->threads) if (e->threads > 1 && nr > 16)
+            const int T = sae__threads_for(e->threads, (double)(e->topk ? nr * e->act.k : total) *
+                                                           (double)d_in);
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
             for (int64_t r = 0; r < nr; r++) {
                 if (e->topk)
                     decode_row_list(e, e->act.k, e->sel_idx + r * e->act.k,

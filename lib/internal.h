@@ -53,6 +53,13 @@ bool sae__write_options(void *dst, const void *src, size_t src_size);
 
 /* Threads for a call: `requested` if > 0, else sae_default_threads(). */
 int sae__threads(int32_t requested);
+/* Threads worth starting for `work` multiply-adds (or element operations of like cost): one per
+ * SAE__WORK_PER_THREAD, at most `threads`, at least 1. A parallel region costs microseconds on
+ * an idle machine but up to a scheduler slice (milliseconds) on a busy one, while one of its
+ * threads waits for a core: below ~0.2 ms of work per thread it does not pay (a splice of 256
+ * rows at d_in 64, d_sae 512 ran 3-8x slower on 2 threads than on 1 at load 10). */
+#define SAE__WORK_PER_THREAD (1 << 24)
+int sae__threads_for(int threads, double work);
 
 /* ---- BLAS (lib/core/blas.c): the only caller of BLIS ----------------------------------- */
 

@@ -64,7 +64,7 @@ sae_status sae__sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
         return SAE_OK;
     pthread_once(&kernels_once, choose_kernels);
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
-    bli_rntm_set_num_threads(n_threads > 0 ? n_threads : 1, &rntm);
+    bli_rntm_set_num_threads(sae__threads_for(n_threads, (double)m * (double)n * (double)k), &rntm);
     float a = alpha, b = beta;
     bli_sgemm_ex(trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  trans_b ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)k, &a,

@@ -17,3 +17,11 @@ int32_t sae_default_threads(void)
 }
 
 int sae__threads(int32_t requested) { return requested > 0 ? requested : sae_default_threads(); }
+
+int sae__threads_for(int threads, double work)
+{
+    const double useful = work / (double)SAE__WORK_PER_THREAD;
+    if (threads <= 1 || useful < 2.0)
+        return 1;
+    return useful < (double)threads ? (int)useful : threads;
+}

@@ -58,6 +58,9 @@ void sae__sgemm_stream(int64_t m, int64_t n, int64_t k, const float *A, int64_t 
      * row of B is read in runs of w floats: long runs keep the hardware prefetchers streaming. */
     int64_t w = STREAM_ACC_FLOATS / m;
     w = w < STREAM_MIN_CHUNK ? STREAM_MIN_CHUNK : w / 16 * 16;
+    /* The cost is reading B from memory: an element streamed in costs about as much as 16
+     * multiply-adds in cache, so the work is k n (m + 16). */
+    n_threads = sae__threads_for(n_threads, (double)k * (double)n * (double)(m + 16));
     int64_t per_thread = (n + n_threads - 1) / n_threads;
     if (w > per_thread)
         w = (per_thread + 15) / 16 * 16;
