@@ -1,8 +1,9 @@
 /* test_checkpoint.c: sae_trainer_save / sae_trainer_load (lib/trainer/checkpoint.c).
  *   - resume: N steps straight against k steps, save, free, load, N - k steps; the whole state
  *     bit for bit (parameters, Adam moments, counters, threshold, activation scale, resampling
- *     generator, options), for standard SAEs with resampling and scaling and TopK SAEs with a
- *     pending b_dec, an inference threshold and AuxK, saved at several steps;
+ *     generator, options), for standard SAEs with resampling and scaling, TopK SAEs with a
+ *     pending b_dec, an inference threshold and AuxK, and the sae-icm recipe (AdamW, a new
+ *     orthogonality subset every step), saved at several steps;
  *   - the file layout;
  *   - damaged checkpoints give clear errors (never a crash or a leak);
  *   - kill test: a child process (this program re-executed with --child) resumes from the
@@ -35,7 +36,10 @@ typedef struct config {
     int64_t d, F, n;
 } config;
 
-enum { STD_RESAMPLE, TOPK_DL, TOPK_SAELENS, BATCHTOPK, JUMPRELU, GATED, KILL_MODEL, N_CONFIGS };
+enum {
+    STD_RESAMPLE, TOPK_DL, TOPK_SAELENS, BATCHTOPK, JUMPRELU, GATED, TOPK_ICM, KILL_MODEL,
+    N_CONFIGS
+};
 
 static const config configs[N_CONFIGS] = {
     [STD_RESAMPLE] = {"standard, resampling + scaling", SAE_ARCH_STANDARD,
@@ -48,6 +52,7 @@ static const config configs[N_CONFIGS] = {
     [JUMPRELU] = {"JumpReLU SAELens + scaling", SAE_ARCH_JUMPRELU, SAE_PRESET_SAELENS, 10, 32, 16},
     [GATED] = {"Gated dictionary_learning", SAE_ARCH_GATED, SAE_PRESET_DICTIONARY_LEARNING, 10, 32,
                16},
+    [TOPK_ICM] = {"TopK sae-icm, ortho subsets", SAE_ARCH_TOPK, SAE_PRESET_SAE_ICM, 10, 32, 16},
     /* Large enough (3 blocks of 264256 floats: a 3.2 MB file) for kills inside the write. */
     [KILL_MODEL] = {"kill test model", SAE_ARCH_STANDARD, SAE_PRESET_DICTIONARY_LEARNING, 64,
                     2048, 32},
@@ -76,6 +81,8 @@ static sae_trainer *fresh(int c, const sae_allocator *a)
         o.dead_window = 64;
         o.activation_scaling = k->preset == SAE_PRESET_SAELENS ? SAE_SWITCH_ON : 0;
     }
+    if (k->preset == SAE_PRESET_SAE_ICM) /* a new subset of 8 of the 32 rows every step, AdamW */
+        o.ortho_lambda = 0.5, o.ortho_subset = 8;
     sae_trainer *t = NULL;
     assert_sae_ok(sae_trainer_create(&t, &o));
     for (int64_t j = 0; k->arch == SAE_ARCH_STANDARD && j < k->F; j++)

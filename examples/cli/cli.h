@@ -19,6 +19,7 @@ int cmd_info(int argc, char **argv);
 int cmd_encode(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_capture(int argc, char **argv);

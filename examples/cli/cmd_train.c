@@ -28,8 +28,8 @@ static const char usage[] =
     "                      (required)\n"
     "  --d-sae N           number of features (required)\n"
     "  --k K               features kept per row (required for topk and batchtopk)\n"
-    "  --preset P          saelens (default), dictionary_learning or sparsify (topk only):\n"
-    "                      whose defaults fill every setting not given\n"
+    "  --preset P          saelens (default), dictionary_learning, sparsify (topk only) or\n"
+    "                      sae_icm: whose defaults fill every setting not given\n"
     "training:\n"
     "  --steps N           optimiser steps (required)\n"
     "  --batch B           rows per step (default 4096)\n"
@@ -37,6 +37,10 @@ static const char usage[] =
     "  --l1 X              sparsity coefficient of standard, jumprelu and gated SAEs\n"
     "                      (default: the preset's)\n"
     "  --warmup N          learning-rate warm-up steps (default: the preset's; 0 for none)\n"
+    "  --ortho X           add X * sum_{i>j in S} (d_i . d_j)^2, sae-icm's orthogonality\n"
+    "                      penalty on the decoder rows of a random subset S drawn every step\n"
+    "                      (default: off, 1e-4 with --preset sae_icm; 0 for none)\n"
+    "  --ortho-subset N    rows in S (default 1024; 0 for every feature)\n"
     "  --seed S            seed of the initial weights and of the shuffle (default 0)\n"
     "  --threads T         threads (default: every CPU this process may use)\n"
     "  --no-repeat         stop when the files are used up instead of starting over\n"
@@ -93,9 +97,11 @@ static int parse_args(int argc, char **argv, train_args *t)
                 t->preset = SAE_PRESET_DICTIONARY_LEARNING;
             else if (v && !strcmp(v, "sparsify"))
                 t->preset = SAE_PRESET_SPARSIFY;
+            else if (v && !strcmp(v, "sae_icm"))
+                t->preset = SAE_PRESET_SAE_ICM;
             else
                 return cli_usage_error(usage, "train: --preset must be saelens, "
-                                              "dictionary_learning or sparsify");
+                                              "dictionary_learning, sparsify or sae_icm");
         } else if (cli_opt_is(&a, arg, "--format")) {
             v = cli_opt_value(&a);
             if (v && !strcmp(v, "saelens"))
@@ -133,6 +139,14 @@ static int parse_args(int argc, char **argv, train_args *t)
             if (!cli_parse_f64(cli_opt_value(&a), &t->l1) || !(t->l1 >= 0))
                 return cli_usage_error(usage, "train: --l1 needs a number >= 0");
             t->l1_given = true;
+        } else if (cli_opt_is(&a, arg, "--ortho")) {
+            if (!cli_parse_f64(cli_opt_value(&a), &t->ortho) || !(t->ortho >= 0))
+                return cli_usage_error(usage, "train: --ortho needs a number >= 0");
+            t->ortho_given = true;
+        } else if (cli_opt_is(&a, arg, "--ortho-subset")) {
+            if (!cli_parse_i64(cli_opt_value(&a), 0, INT32_MAX, &t->ortho_subset))
+                return cli_usage_error(usage, "train: --ortho-subset needs an integer >= 0");
+            t->ortho_subset_given = true;
         } else if (cli_opt_is(&a, arg, "--no-repeat")) {
             t->no_repeat = true;
         } else if (cli_opt_is(&a, arg, "--checkpoint")) {
@@ -172,6 +186,9 @@ static int parse_args(int argc, char **argv, train_args *t)
     if (selects && t->l1_given)
         return cli_usage_error(usage, "train: --l1 is not for --arch %s (it has no sparsity "
                                       "penalty)", sae_arch_name(t->arch));
+    if (t->ortho_subset_given && !t->ortho_given && t->preset != SAE_PRESET_SAE_ICM)
+        return cli_usage_error(usage, "train: --ortho-subset needs --ortho X (or --preset "
+                                      "sae_icm)");
     if (t->arch != SAE_ARCH_TOPK && t->preset == SAE_PRESET_SPARSIFY)
         return cli_usage_error(usage, "train: the sparsify preset trains TopK SAEs only");
     if (t->format == SAE_FORMAT_SPARSIFY &&
@@ -193,6 +210,10 @@ static int make_trainer(const train_args *t, int64_t d_in, sae_trainer **out)
         o.l1_coefficient = t->l1 > 0 ? t->l1 : SAE_TRAIN_OFF;
     if (t->warmup >= 0)
         o.warmup_steps = t->warmup > 0 ? t->warmup : SAE_TRAIN_OFF;
+    if (t->ortho_given)
+        o.ortho_lambda = t->ortho > 0 ? t->ortho : SAE_TRAIN_OFF;
+    if (t->ortho_subset_given)
+        o.ortho_subset = t->ortho_subset > 0 ? t->ortho_subset : SAE_TRAIN_OFF;
     sae_status s = sae_trainer_create(out, &o);
     return s == SAE_OK ? 0 : cli_fail_status(NULL, s);
 }
@@ -314,8 +335,11 @@ static void print_summary(const train_args *t, int64_t d_in, int64_t start,
     if (p->source_ended)
         printf("the data ran out after %lld of %lld steps (--no-repeat)\n",
                (long long)(start + p->steps_done), (long long)t->steps);
-    printf("last step: loss %.6g  mse %.6g  L0 %.2f  FVU %.4f  dead %lld  lr %.3g\n", m->loss,
+    printf("last step: loss %.6g  mse %.6g  L0 %.2f  FVU %.4f  dead %lld  lr %.3g", m->loss,
            m->mse, m->l0, m->fvu, (long long)m->n_dead, m->lr);
+    if (m->ortho > 0)
+        printf("  ortho %.6g", m->ortho);
+    printf("\n");
     if (t->checkpoint)
         printf("wrote the checkpoint %s (step %lld)\n", t->checkpoint,
                (long long)(start + p->steps_done));

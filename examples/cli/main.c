@@ -14,6 +14,7 @@ static const struct {
     {"encode", cmd_encode, "encode activations from a safetensors file (dense or sparse)"},
     {"convert", cmd_convert, "save an SAE in SAELens or sparsify layout"},
     {"train", cmd_train, "train a standard or TopK SAE on activation files or synthetic data"},
+    {"finetune", cmd_finetune, "fine-tune an SAE with sae-icm's orthogonality penalty"},
     {"eval", cmd_eval, "evaluate an SAE on activations: FVU, L0, dead features, densities"},
     {"capture", cmd_capture, "run a llama2.c model on tokens and save activations at hook points"},
     {"evaluate-task", cmd_evaluate_task,

@@ -12,7 +12,9 @@ typedef struct train_args {
     int32_t format;
     int64_t d_sae, k, steps, batch, warmup, threads; /* warmup -1, threads 0: not given */
     double lr, l1;         /* 0: the preset's */
-    bool l1_given, no_repeat, resume;
+    double ortho;          /* --ortho: weight of the orthogonality penalty */
+    int64_t ortho_subset;  /* --ortho-subset: 0 every feature */
+    bool l1_given, no_repeat, resume, ortho_given, ortho_subset_given;
     uint64_t seed;
     const char *out;
     const char *checkpoint;   /* --checkpoint PATH, or NULL */

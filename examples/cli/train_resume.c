@@ -15,6 +15,7 @@ static const char *preset_name(int32_t preset)
     case SAE_PRESET_SAELENS: return "saelens";
     case SAE_PRESET_DICTIONARY_LEARNING: return "dictionary_learning";
     case SAE_PRESET_SPARSIFY: return "sparsify";
+    case SAE_PRESET_SAE_ICM: return "sae_icm";
     default: return "?";
     }
 }
@@ -52,6 +53,9 @@ static int check_options(const train_args *t, int64_t d_in, const sae_trainer_op
         {"rows of width", (long long)o->d_in, (long long)d_in, true, NULL},
         {"--seed", (long long)o->seed, (long long)t->seed, true, NULL},
         {"--warmup", plain_i(o->warmup_steps), (long long)t->warmup, t->warmup >= 0, NULL},
+        /* negative (every feature) reads as --ortho-subset 0 */
+        {"--ortho-subset", plain_i(o->ortho_subset), (long long)t->ortho_subset,
+         t->ortho_subset_given, NULL},
         /* The loaded trainer keeps the saved thread count, which fixes the summation order. */
         {"--threads", (long long)o->n_threads, (long long)t->threads, t->threads > 0,
          "(not given)"},
@@ -69,6 +73,7 @@ static int check_options(const train_args *t, int64_t d_in, const sae_trainer_op
     const struct { const char *name; double saved, asked; bool given; } reals[] = {
         {"--lr", o->lr, t->lr, t->lr > 0},
         {"--l1", plain_f(o->l1_coefficient), t->l1, t->l1_given},
+        {"--ortho", plain_f(o->ortho_lambda), t->ortho, t->ortho_given},
     };
     for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
         if (reals[i].given && reals[i].saved != reals[i].asked) {

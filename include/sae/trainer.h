@@ -23,12 +23,17 @@
  *      - Gated: f = H(pi_gate) ReLU(pi_mag), pi_gate = x' W_enc + b_gate, pi_mag =
  *        x' (W_enc exp(r_mag)) + b_mag, sparsity = L1 of ReLU(pi_gate), + auxk_coefficient *
  *        mean_b ||ReLU(pi_gate) W_dec + b_dec - x||^2 (::sae_gated_aux);
+ *      and for every architecture, with ortho_lambda > 0, + ortho_lambda * P: sae-icm's
+ *      orthogonality penalty P = sum_{i>j in S} (d_i . d_j)^2 over a random subset S of
+ *      ortho_subset decoder rows, drawn afresh every step (sae_ortho_penalty());
  *   4. gradients (TopK, BatchTopK, JumpReLU: sparse, proportional to the kept codes besides the
  *      encoder product; standard: sparse in the same way when the batch's mean L0 is at most
- *      d_sae / 16, else dense products);
- *   5. decoder constraint: remove from each decoder row's gradient its component along the row;
- *   6. gradient clipping by global norm; 7. Adam (torch semantics) over every parameter
- *      (JumpReLU's threshold, Gated's r_mag and b_mag included); 8. renormalise decoder rows;
+ *      d_sae / 16, else dense products), then ortho_lambda * dP/dW_dec added to the decoder's;
+ *   5. decoder constraint: remove from each decoder row's gradient its component along the row
+ *      (the penalty's share included, as for every term of the loss);
+ *   6. gradient clipping by global norm (penalty included, as sae-icm clips its total loss's
+ *      gradient); 7. Adam (torch semantics) over every parameter (JumpReLU's threshold, Gated's
+ *      r_mag and b_mag included), AdamW with weight_decay > 0; 8. renormalise decoder rows;
  *   9. dead-feature counters, the inference threshold, the learning-rate and sparsity schedules
  *      advance;
  *   10. every resample_steps steps, dead features are resampled (sae_trainer_resample()).
@@ -64,7 +69,11 @@ typedef enum sae_preset {
     /** dictionary_learning StandardTrainer, TopKTrainer, BatchTopKTrainer, JumpReluTrainer,
      *  GatedSAETrainer. */
     SAE_PRESET_DICTIONARY_LEARNING = 1,
-    SAE_PRESET_SPARSIFY = 2             /**< EleutherAI sparsify with its Adam optimiser (TopK only). */
+    SAE_PRESET_SPARSIFY = 2,            /**< EleutherAI sparsify with its Adam optimiser (TopK only). */
+    /** sae-icm's fine-tuning recipe (mrtzmllr/sae-icm finetune_sae.py): relative-L2
+     *  reconstruction, orthogonality penalty, AdamW, warm-up + cosine (see
+     *  @ref sae_trainer_options). */
+    SAE_PRESET_SAE_ICM = 3
 } sae_preset;
 
 /**
@@ -100,7 +109,10 @@ typedef enum sae_mse_variant {
     SAE_MSE_PRESET = 0,     /**< The preset decides. */
     SAE_MSE_SUM = 1,        /**< mean_b sum_d r^2 (SAELens, dictionary_learning). */
     SAE_MSE_FVU = 2,        /**< sum r^2 / sum_b ||x_b - mean_b x||^2 (sparsify). */
-    SAE_MSE_NORMALIZED = 3  /**< mean_b (sum_d r^2 / sum_d x^2) (OpenAI normalised MSE). */
+    SAE_MSE_NORMALIZED = 3, /**< mean_b (sum_d r^2 / sum_d x^2) (OpenAI normalised MSE). */
+    /** mean_b ||r_b|| / (||x_b|| + 1e-8), the norm not squared (sae-icm; as
+     *  sae_ortho_relative_l2()). */
+    SAE_MSE_RELATIVE_L2 = 4
 } sae_mse_variant;
 
 /** @brief Sparsity penalty of standard SAEs (f >= 0 after ReLU). */
@@ -290,6 +302,21 @@ enum sae_trainer_flag {
  * | resample_steps | off | off (upstream's default is None) | off |
  * | dead_rule, dead_window (resampling on) | as above | STEPS_AFTER, resample_steps / 2 | - |
  * | activation_scaling | off | off | off |
+ * | ortho_lambda, ortho_subset, weight_decay | off, 1024, off | off, 1024, off | off, 1024, off |
+ *
+ * The sae-icm preset (::SAE_PRESET_SAE_ICM; mrtzmllr/sae-icm finetune_sae.py, config.yaml and
+ * insert_sae.py, REFERENCE.md 2.1) is its recipe for fine-tuning an SAE with the penalty, to
+ * be used with sae_trainer_create_from(). It sets what sae-icm fixes: mse RELATIVE_L2,
+ * ortho_lambda 1e-4, ortho_subset 1024; torch.optim.AdamW with lr 5e-5, betas (0.9, 0.95),
+ * adam_eps 1e-8 and weight_decay 0.01 on every parameter (sae-icm hands all its trainable SAE
+ * parameters, biases included, to AdamW as one group); clip_norm 1.0 (the transformers Trainer's
+ * max_grad_norm); lr_warmup FROM_ZERO over warmup_steps 200, then lr_schedule COSINE down to
+ * lr_end 0 at total_steps (transformers' get_cosine_schedule_with_warmup: total_steps is
+ * required), no decay_steps; decoder_constraint FREE (sae-icm never normalises its decoder);
+ * TopK: topk_relu FIRST, no rescaling, no AuxK (auxk_coefficient off) and no inference
+ * threshold (threshold_start_step never); b_dec_init KEEP from a dictionary (ZERO for a fresh
+ * SAE). Every other field (initialisation, dead rule, the sparsity terms of the architectures
+ * sae-icm does not fine-tune) takes the SAELens value.
  */
 typedef struct sae_trainer_options {
     uint32_t struct_size;   /**< sizeof(sae_trainer_options), set by ::SAE_TRAINER_OPTIONS_INIT. */
@@ -368,18 +395,29 @@ typedef struct sae_trainer_options {
     double jumprelu_init_threshold;
     double jumprelu_tanh_scale; /**< JumpReLU: c of ::SAE_JUMPRELU_TANH (> 0). */
     double target_l0;       /**< JumpReLU: target_l0 of ::SAE_JUMPRELU_TARGET_L0 (> 0). */
+    /** Weight lambda of sae-icm's orthogonality penalty on the decoder rows as trained (with
+     *  activation scaling: in scaled units) (sae_ortho_penalty()), any architecture, >= 0;
+     *  ::SAE_TRAIN_OFF for none. */
+    double ortho_lambda;
+    /** Rows in the penalty's random subset S, drawn afresh every step: step s draws
+     *  sae_ortho_subset(seed, 2^32 + s), a function of the seed and the step only, so a resumed
+     *  run draws the same subsets. Negative, or >= d_sae: every feature (no draw). */
+    int64_t ortho_subset;
+    /** AdamW's decoupled weight decay (torch.optim.AdamW): p *= 1 - lr * weight_decay before
+     *  each Adam update, on every parameter; >= 0; ::SAE_TRAIN_OFF for none (plain Adam). */
+    double weight_decay;
 } sae_trainer_options;
 
 /** @brief Initialiser for ::sae_trainer_options: every field at its preset default. */
 #define SAE_TRAINER_OPTIONS_INIT                                                                 \
     {sizeof(sae_trainer_options), 0, 0, 0, 0, 0, 0, 0u, 0u, 0, 0.0, 0, 0, 0.0, 0.0, 0.0, 0.0,   \
      0.0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0.0, 0, NULL, 0, 0, 0, 0, 0,  \
-     0, 0, 0.0, 0.0, 0.0, 0.0}
+     0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0}
 
 /**
  * @brief What one step measured. Initialise with ::SAE_TRAIN_METRICS_INIT.
  *
- * loss = mse + l1_coefficient * l1 + auxk_coefficient * aux.
+ * loss = mse + l1_coefficient * l1 + auxk_coefficient * aux + ortho_lambda * ortho.
  */
 typedef struct sae_train_metrics {
     uint32_t struct_size;   /**< sizeof(sae_train_metrics). */
@@ -399,11 +437,14 @@ typedef struct sae_train_metrics {
     int64_t n_dead;         /**< Dead features by the dead rule at this step (the AuxK mask). */
     double lr;              /**< Learning rate used. */
     double grad_norm;       /**< Global gradient norm after the decoder projection, before clipping. */
+    /** Orthogonality penalty P of this step's subset before ortho_lambda (at the weights the
+     *  step started from); 0 when the penalty is off. */
+    double ortho;
 } sae_train_metrics;
 
 /** @brief Initialiser for ::sae_train_metrics. */
 #define SAE_TRAIN_METRICS_INIT                                                                   \
-    {sizeof(sae_train_metrics), 0u, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0}
+    {sizeof(sae_train_metrics), 0u, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, 0.0}
 
 /**
  * @brief Make a trainer with freshly initialised weights.

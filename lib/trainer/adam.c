@@ -1,6 +1,8 @@
-/* adam.c: gradient clipping by global norm and torch-1.13 Adam, fused into one pass.
+/* adam.c: gradient clipping by global norm and torch-1.13 Adam / AdamW, fused into one pass.
  *
  * Adam (torch.optim.Adam, single-tensor path, no weight decay), step t = 1, 2, ...:
+ *   p = (1 - lr wd) p         AdamW only (torch.optim.AdamW's decoupled decay, before the
+ *                             rest; the factor rounded to float as torch's mul_ does)
  *   m = b1 m + (1 - b1) g
  *   v = b2 v + (1 - b2) g g
  *   p = p - (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)
@@ -17,6 +19,7 @@
 
 typedef struct adam_consts {
     float b1, one_minus_b1, b2, one_minus_b2, neg_step, bc2_sqrt, eps, clip;
+    float decay; /* 1 - lr wd: exactly 1 for Adam, which leaves p unchanged */
 } adam_consts;
 
 static adam_consts consts_for(const sae__train_cfg *c, int64_t step, double lr, float clip)
@@ -25,7 +28,7 @@ static adam_consts consts_for(const sae__train_cfg *c, int64_t step, double lr, 
     const double bc1 = 1.0 - pow(c->beta1, t), bc2 = 1.0 - pow(c->beta2, t);
     return (adam_consts){(float)c->beta1, (float)(1.0 - c->beta1), (float)c->beta2,
                          (float)(1.0 - c->beta2), (float)(-(lr / bc1)), (float)sqrt(bc2),
-                         (float)c->adam_eps, clip};
+                         (float)c->adam_eps, clip, (float)(1.0 - lr * c->weight_decay)};
 }
 
 /* p, m, v, g: (n) */
@@ -40,7 +43,7 @@ static void adam_span(const adam_consts *k, float *restrict p, float *restrict m
         float vi = v[i] * c.b2 + c.one_minus_b2 * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        p[i] = p[i] + c.neg_step * mi / (sqrtf(vi) / c.bc2_sqrt + c.eps);
+        p[i] = p[i] * c.decay + c.neg_step * mi / (sqrtf(vi) / c.bc2_sqrt + c.eps);
     }
 }
 
@@ -95,6 +98,7 @@ void sae__adam_ref(const sae__train_cfg *c, int64_t step, double lr, float clip,
     const double bc1 = 1.0 - pow(c->beta1, (double)step);
     const double bc2 = 1.0 - pow(c->beta2, (double)step);
     for (int64_t i = 0; i < n; i++) {
+        p[i] *= (float)(1.0 - lr * c->weight_decay);
         float gi = g[i] * clip;
         m[i] = m[i] * (float)c->beta1 + (float)(1.0 - c->beta1) * gi;
         v[i] = v[i] * (float)c->beta2 + (float)(1.0 - c->beta2) * gi * gi;

@@ -13,6 +13,7 @@
  *   scale.rows       I64 []          rows behind it
  *   rng.counter      U64 []          resampling generator (seed and stream follow the options)
  *   rng.buffer       U32 [4], rng.buffered U32 []
+ * (The orthogonality penalty's subsets are drawn from (seed, step) alone: nothing to save.)
  * __metadata__: format = "libsae.trainer", format_version = "1", libsae_version, and options:
  * the resolved sae_trainer_options (explicit zeros negative) as a JSON object with one key per
  * field. JSON numbers are doubles, so 64-bit integers are decimal strings; doubles are numbers
@@ -51,7 +52,8 @@
     X(resample_steps, I64) X(activation_scaling, I32) X(b_dec_input, I32)                      \
     X(jumprelu_sparsity, I32) X(jumprelu_log_threshold, I32) X(gated_aux, I32)                  \
     X(batchtopk_threshold, I32) X(jumprelu_bandwidth, F64) X(jumprelu_init_threshold, F64)      \
-    X(jumprelu_tanh_scale, F64) X(target_l0, F64)
+    X(jumprelu_tanh_scale, F64) X(target_l0, F64) X(ortho_lambda, F64) X(ortho_subset, I64)   \
+    X(weight_decay, F64)
 
 typedef enum field_kind { KIND_I32, KIND_U32, KIND_I64, KIND_U64, KIND_F64 } field_kind;
 

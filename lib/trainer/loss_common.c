@@ -68,6 +68,13 @@ double sae__mse_terms(const sae__train_cfg *c, int64_t n, const float *x, int64_
             const double xx = sae__sumsq(x + b * ldx, c->d_in);
             total += sq[b * stride] / xx;
             factor[b] = (float)(2.0 / ((double)n * xx));
+        } else if (c->mse == SAE_MSE_RELATIVE_L2) {
+            /* mean_b ||r_b|| / (||x_b|| + 1e-8): a_b = 1 / (n ||r_b|| (||x_b|| + 1e-8)), 0 where
+             * r_b = 0 (sae_ortho_relative_l2) */
+            const double den = sqrt(sae__sumsq(x + b * ldx, c->d_in)) + 1e-8;
+            const double norm = sqrt(sq[b * stride]);
+            total += norm / den;
+            factor[b] = norm > 0 ? (float)(1.0 / ((double)n * norm * den)) : 0.0f;
         } else {
             total += sq[b * stride];
             factor[b] = (float)(c->mse == SAE_MSE_FVU ? 2.0 / tv : 2.0 / (double)n);

@@ -98,6 +98,9 @@ double sae__mse_ref(const sae__train_cfg *c, int64_t n, const float *x, int64_t 
             mse += rr / tv, a_b = 2 / tv;
         else if (c->mse == SAE_MSE_NORMALIZED)
             mse += rr / xx / (double)n, a_b = 2 / ((double)n * xx);
+        else if (c->mse == SAE_MSE_RELATIVE_L2) /* d||r||/dr = r / ||r|| */
+            mse += sqrt(rr) / (sqrt(xx) + 1e-8) / (double)n,
+                a_b = rr > 0 ? 1 / ((double)n * sqrt(rr) * (sqrt(xx) + 1e-8)) : 0;
         else
             mse += rr / (double)n, a_b = 2 / (double)n;
         for (int64_t i = 0; i < d; i++)

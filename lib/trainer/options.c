@@ -11,12 +11,13 @@
 #include "trainer_internal.h"
 
 /* No implicit padding: Python mirrors this struct field by field. */
-_Static_assert(offsetof(sae_trainer_options, target_l0) + sizeof(double) ==
+_Static_assert(offsetof(sae_trainer_options, weight_decay) + sizeof(double) ==
                    sizeof(sae_trainer_options),
                "sae_trainer_options has trailing padding");
 _Static_assert(offsetof(sae_trainer_options, threshold_start_step) == 224 &&
                    offsetof(sae_trainer_options, resample_steps) == 240 &&
-                   offsetof(sae_trainer_options, jumprelu_bandwidth) == 272,
+                   offsetof(sae_trainer_options, jumprelu_bandwidth) == 272 &&
+                   offsetof(sae_trainer_options, ortho_lambda) == 304,
                "sae_trainer_options has a padding hole");
 
 #define OFF SAE_TRAIN_OFF
@@ -131,6 +132,25 @@ static void fill_sparsify(sae_trainer_options *o, bool from_dict)
     FILL(threshold_start_step, INT64_MAX);
 }
 
+/* sae-icm's fine-tuning recipe (trainer.h): what finetune_sae.py, config.yaml and
+ * insert_sae.py fix; SAELens fills the rest. */
+static void fill_sae_icm(sae_trainer_options *o, bool from_dict)
+{
+    FILL(mse, SAE_MSE_RELATIVE_L2);
+    FILL(ortho_lambda, 1e-4);
+    FILL(lr, 5e-5);
+    FILL(beta2, 0.95);
+    FILL(weight_decay, 0.01);
+    FILL(lr_warmup, SAE_WARMUP_FROM_ZERO); /* get_cosine_schedule_with_warmup: s / W */
+    FILL(warmup_steps, 200);
+    FILL(lr_schedule, SAE_LR_COSINE);
+    FILL(lr_end, OFF);
+    FILL(topk_relu, SAE_TOPK_RELU_FIRST);  /* TopKSAE: relu, then topk */
+    FILL(rescale, SAE_SWITCH_OFF);
+    FILL(auxk_coefficient, OFF);
+    fill_saelens(o, from_dict); /* clip_norm 1.0, decoder FREE, no decay, b_dec KEEP / ZERO, ... */
+}
+
 /* Fields every preset shares. */
 static void fill_common(sae_trainer_options *o)
 {
@@ -146,6 +166,9 @@ static void fill_common(sae_trainer_options *o)
     FILL(b_dec_input, SAE_SWITCH_ON);
     FILL(jumprelu_tanh_scale, 4.0);
     FILL(target_l0, 20.0);
+    FILL(ortho_lambda, OFF);
+    FILL(ortho_subset, SAE_ORTHO_SUBSET_DEFAULT);
+    FILL(weight_decay, OFF);
 }
 
 static double plain(double v) { return v < 0 ? 0.0 : v; }
@@ -174,7 +197,7 @@ static sae_status check_shape(const sae_trainer_options *o)
     if (!selects(o->arch) && o->k != 0)
         return sae__fail(SAE_EINVAL, "k = %lld given for a %s SAE", (long long)o->k,
                          sae_arch_name(o->arch));
-    if (o->preset < 0 || o->preset > SAE_PRESET_SPARSIFY)
+    if (o->preset < 0 || o->preset > SAE_PRESET_SAE_ICM)
         return sae__fail(SAE_EINVAL, "unknown preset %d", o->preset);
     if (o->preset == SAE_PRESET_SPARSIFY && o->arch != SAE_ARCH_TOPK)
         return sae__fail(SAE_EUNSUPPORTED, "the sparsify preset trains TopK SAEs only");
@@ -196,7 +219,7 @@ static sae_status check_enums(const sae_trainer_options *o)
         (s = check_enum(o->b_dec_init, SAE_BDEC_KEEP, "b_dec_init")) ||
         (s = check_enum(o->lr_schedule, SAE_LR_COSINE, "lr_schedule")) ||
         (s = check_enum(o->lr_warmup, SAE_WARMUP_SAELENS, "lr_warmup")) ||
-        (s = check_enum(o->mse, SAE_MSE_NORMALIZED, "mse")) ||
+        (s = check_enum(o->mse, SAE_MSE_RELATIVE_L2, "mse")) ||
         (s = check_enum(o->l1, SAE_L1_NORMALIZED, "l1")) ||
         (s = check_enum(o->topk_relu, SAE_TOPK_RELU_AFTER, "topk_relu")) ||
         (s = check_enum(o->rescale, SAE_SWITCH_OFF, "rescale")) ||
@@ -228,7 +251,8 @@ static sae_status check_values(const sae__train_cfg *c)
                   {"threshold_beta", c->threshold_beta},
                   {"jumprelu_bandwidth", c->bandwidth},
                   {"jumprelu_init_threshold", c->init_threshold},
-                  {"jumprelu_tanh_scale", c->tanh_scale}, {"target_l0", c->target_l0}};
+                  {"jumprelu_tanh_scale", c->tanh_scale}, {"target_l0", c->target_l0},
+                  {"ortho_lambda", c->ortho_lambda}, {"weight_decay", c->weight_decay}};
     for (size_t i = 0; i < sizeof finite / sizeof finite[0]; i++)
         if (!isfinite(finite[i].v))
             return sae__fail(SAE_ENUMERIC, "trainer option %s is %g", finite[i].name,
@@ -312,6 +336,10 @@ static void to_cfg(const sae_trainer_options *o, sae__train_cfg *c)
         .threshold_start_step = plain_i(o->threshold_start_step),
         .resample_steps = plain_i(o->resample_steps),
         .activation_scaling = o->activation_scaling == SAE_SWITCH_ON,
+        .ortho_lambda = plain(o->ortho_lambda), .weight_decay = plain(o->weight_decay),
+        /* negative or >= F: every feature */
+        .ortho_subset = o->ortho_subset < 0 || o->ortho_subset > o->d_sae ? o->d_sae
+                                                                           : o->ortho_subset,
     };
 }
 
@@ -347,8 +375,10 @@ sae_status sae__trainer_resolve(const sae_trainer_options *in, bool from_dict,
         fill_saelens(&o, from_dict);
     else if (o.preset == SAE_PRESET_DICTIONARY_LEARNING)
         fill_dictionary_learning(&o, from_dict);
-    else
+    else if (o.preset == SAE_PRESET_SPARSIFY)
         fill_sparsify(&o, from_dict);
+    else
+        fill_sae_icm(&o, from_dict);
     fill_common(&o);
     to_cfg(&o, cfg);
     if ((s = check_values(cfg)))

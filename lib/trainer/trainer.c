@@ -2,9 +2,10 @@
  *
  * A step (trainer.h) in the order of dictionary_learning's TopKTrainer.update, which the other
  * libraries' steps are special cases of:
- *   activation scaling -> b_dec init (first step) -> loss and gradients -> decoder-gradient
- *   projection -> clip -> Adam -> decoder renormalisation -> dead counters, threshold EMA ->
- *   resampling (StandardTrainer.update) -> step count.
+ *   activation scaling -> b_dec init (first step) -> loss and gradients (the orthogonality
+ *   penalty's last) -> decoder-gradient projection -> clip -> Adam (AdamW) -> decoder
+ *   renormalisation -> dead counters, threshold EMA -> resampling (StandardTrainer.update) ->
+ *   step count.
  * Nothing persistent changes until the loss and the gradient norm are known to be finite, so
  * a bad batch (or a diverged step) leaves the trainer as it was. */
 #include <math.h>
@@ -129,6 +130,9 @@ static sae_status alloc_fixed(sae_trainer *t)
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (!(*fixed[i].p = sae__alloc_array(a, (size_t)fixed[i].count, fixed[i].size)))
             return SAE_ENOMEM;
+    if (c->ortho_lambda > 0 && c->ortho_subset < F && /* a subset to draw (ortho_term.c) */
+        !(w->ortho_ids = sae__alloc_array(a, (size_t)c->ortho_subset, sizeof(int32_t))))
+        return SAE_ENOMEM;
     memset(t->m, 0, sizeof(float) * (size_t)t->n_params);
     memset(t->v, 0, sizeof(float) * (size_t)t->n_params);
     memset(t->since_fired, 0, sizeof(int64_t) * (size_t)F);
@@ -146,7 +150,7 @@ void sae_trainer_free(sae_trainer *t)
                      w->dec_norm, w->fired, w->dead, w->dead_list, w->counts_next, w->csc_ptr,
                      w->csc_fill, w->csc_split, w->csc_row, w->csc_cd, w->csc_ce, w->grad_sq,
                      w->b_dec_backup, w->gm_weights, w->thread_scratch, w->row_ptr,
-                     w->feat_sums, t->ex.xs, t->ex.keys, t->ex.picked};
+                     w->feat_sums, t->ex.xs, t->ex.keys, t->ex.picked, w->ortho_ids};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++)
         sae__free(t->allocator, owned[i]);
     sae__free(t->allocator, t);
@@ -283,13 +287,15 @@ sae_status sae_trainer_create_from(sae_trainer **out, const sae_dict *init,
 sae_status sae__forward_backward(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
                                  double l1_coef, sae__loss_terms *out)
 {
+    sae_status s;
     switch (t->cfg.arch) {
-    case SAE_ARCH_TOPK: return sae__topk_loss_grad(t, n, x, ldx, out);
-    case SAE_ARCH_BATCHTOPK: return sae__batchtopk_loss_grad(t, n, x, ldx, out);
-    case SAE_ARCH_JUMPRELU: return sae__jumprelu_loss_grad(t, n, x, ldx, l1_coef, out);
-    case SAE_ARCH_GATED: return sae__gated_loss_grad(t, n, x, ldx, l1_coef, out);
-    default: return sae__standard_loss_grad(t, n, x, ldx, l1_coef, out);
+    case SAE_ARCH_TOPK: s = sae__topk_loss_grad(t, n, x, ldx, out); break;
+    case SAE_ARCH_BATCHTOPK: s = sae__batchtopk_loss_grad(t, n, x, ldx, out); break;
+    case SAE_ARCH_JUMPRELU: s = sae__jumprelu_loss_grad(t, n, x, ldx, l1_coef, out); break;
+    case SAE_ARCH_GATED: s = sae__gated_loss_grad(t, n, x, ldx, l1_coef, out); break;
+    default: s = sae__standard_loss_grad(t, n, x, ldx, l1_coef, out); break;
     }
+    return s == SAE_OK ? sae__ortho_term(t, out) : s;
 }
 
 /* Arguments of a batch; a non-finite x is reported at its first position. */
@@ -323,7 +329,7 @@ static sae_train_metrics metrics_of(const sae_trainer *t, const sae__loss_terms 
     sae_train_metrics m = SAE_TRAIN_METRICS_INIT;
     m.step = t->step, m.loss = L->loss, m.mse = L->mse, m.l1 = L->l1;
     m.l1_coefficient = L->l1_coef, m.aux = L->aux, m.fvu = L->fvu, m.l0 = L->l0;
-    m.n_dead = L->n_dead, m.lr = lr, m.grad_norm = grad_norm;
+    m.n_dead = L->n_dead, m.lr = lr, m.grad_norm = grad_norm, m.ortho = L->ortho;
     return m;
 }
 

@@ -19,6 +19,7 @@
 
 #include "../internal.h"
 #include "../kernels/kernels.h"
+#include "sae/ortho.h"
 #include "sae/trainer.h"
 
 /* The options after preset resolution, as plain values (explicit zeros are 0). */
@@ -39,6 +40,8 @@ typedef struct sae__train_cfg {
     bool activation_scaling;
     double bandwidth, init_threshold, tanh_scale, target_l0; /* JumpReLU */
     int32_t jumprelu_products; /* JumpReLU: 0 by the codes' density, 1 dense, 2 sparse (tests) */
+    double ortho_lambda, weight_decay; /* 0: off */
+    int64_t ortho_subset;              /* rows of the penalty's subset, in 1..F (F: all) */
 } sae__train_cfg;
 
 /* Views of one parameter-shaped block (parameters, moments or gradients). */
@@ -61,6 +64,7 @@ static inline float sae__theta_of(const sae__train_cfg *c, float tau)
 /* Scalars of one loss evaluation. */
 typedef struct sae__loss_terms {
     double loss, mse, l1, l1_coef, aux, fvu, l0;
+    double ortho; /* orthogonality penalty P (before lambda), 0 when off */
     int64_t n_dead;
     double row_min_mean; /* TopK: mean over rows of the smallest positive kept code, -1 if none */
     double min_positive; /* BatchTopK: smallest positive kept code of the batch, -1 if none */
@@ -110,10 +114,15 @@ typedef struct sae__workspace {
     double *gm_weights;       /* (rows + d_in) geometric median scratch */
     char *thread_scratch;     /* threads * scratch_bytes: (F) floats, (F) keys, a top-k heap */
     size_t scratch_bytes;
+    int32_t *ortho_ids;       /* (ortho_subset) the penalty's subset of this step, when it is
+                                 not every feature; else NULL */
 } sae__workspace;
 
 /* sae_rng stream of the resampling draws (stream 0 draws the initial weights). */
 #define SAE__RESAMPLE_STREAM 1
+/* Step s draws the orthogonality penalty's subset from stream SAE__ORTHO_STREAM + s: clear of
+ * the streams above for 2^64 - 2^32 steps. */
+#define SAE__ORTHO_STREAM (UINT64_C(1) << 32)
 
 /* A row of a resampling draw: its Efraimidis-Spirakis key. */
 typedef struct sae__draw_key {
@@ -225,6 +234,10 @@ sae_status sae__jumprelu_loss_grad(sae_trainer *t, int64_t n, const float *x, in
                                    double l1_coef, sae__loss_terms *out);
 sae_status sae__gated_loss_grad(sae_trainer *t, int64_t n, const float *x, int64_t ldx,
                                 double l1_coef, sae__loss_terms *out);
+/* With ortho_lambda > 0 (ortho_term.c): draw step t->step's subset S, add lambda * P(S) to
+ * out->loss (P into out->ortho) and lambda * dP/dW_dec to the decoder's gradient. Called after
+ * the architecture's loss, before the decoder projection. ENOMEM only. */
+sae_status sae__ortho_term(sae_trainer *t, sae__loss_terms *out);
 
 /* Room in sel_* for nnz codes, and with `lists` in csc_* for their entries (no AuxK entries:
  * JumpReLU, whose number of codes varies from batch to batch): grows the workspace. */
@@ -363,10 +376,11 @@ float sae__row_norm(const float *w, int64_t d);
 double sae__grad_project_and_norm(sae_trainer *t);
 /* torch clip_grad_norm_ factor: min(max_norm / (total + 1e-6), 1) in float; 1 if max_norm <= 0. */
 float sae__clip_factor(double total_norm, double max_norm);
-/* One fused pass: g *= clip, torch-1.13 Adam (step t + 1, learning rate lr), then decoder rows
- * renormalised by the decoder constraint. */
+/* One fused pass: g *= clip, torch-1.13 Adam or AdamW (weight_decay; step t + 1, learning rate
+ * lr), then decoder rows renormalised by the decoder constraint. */
 void sae__adam_update(sae_trainer *t, double lr, float clip);
-/* Reference: Adam on n contiguous values, written plainly (step = t + 1). */
+/* Reference: Adam (AdamW with c->weight_decay) on n contiguous values, written plainly
+ * (step = t + 1). */
 void sae__adam_ref(const sae__train_cfg *c, int64_t step, double lr, float clip, float *p,
                    float *m, float *v, const float *g, int64_t n);
 

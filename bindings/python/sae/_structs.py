@@ -123,11 +123,11 @@ class SynthOptions(ctypes.Structure):
 #
 # The enums of trainer.h, name -> C value; the Python names are the C names in lowercase
 # without their prefix ("preset" is 0: the preset decides).
-PRESETS = {"saelens": 0, "dictionary_learning": 1, "sparsify": 2}
+PRESETS = {"saelens": 0, "dictionary_learning": 1, "sparsify": 2, "sae_icm": 3}
 SWITCH = {"preset": 0, "on": 1, "off": 2}
 LR_SCHEDULES = {"preset": 0, "constant": 1, "cosine": 2}
 LR_WARMUPS = {"preset": 0, "from_zero": 1, "saelens": 2}
-MSE_VARIANTS = {"preset": 0, "sum": 1, "fvu": 2, "normalized": 3}
+MSE_VARIANTS = {"preset": 0, "sum": 1, "fvu": 2, "normalized": 3, "relative_l2": 4}
 L1_VARIANTS = {"preset": 0, "decoder_norm": 1, "plain": 2, "normalized": 3}
 AUXK_VARIANTS = {"preset": 0, "saelens": 1, "sparsify": 2, "dictionary_learning": 3}
 DEAD_RULES = {"preset": 0, "steps": 1, "tokens_before": 2, "tokens_after": 3, "steps_after": 4}
@@ -206,6 +206,9 @@ TRAINER_OPTIONS = (
     ("jumprelu_init_threshold", c_double, OFF),
     ("jumprelu_tanh_scale", c_double, POSITIVE),
     ("target_l0", c_double, POSITIVE),
+    ("ortho_lambda", c_double, OFF),
+    ("ortho_subset", c_int64, PLAIN),
+    ("weight_decay", c_double, OFF),
 )
 
 
@@ -232,6 +235,7 @@ class TrainMetrics(ctypes.Structure):
         ("n_dead", c_int64),
         ("lr", c_double),
         ("grad_norm", c_double),
+        ("ortho", c_double),
     ]
 
 

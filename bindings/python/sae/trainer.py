@@ -28,9 +28,10 @@ TrainMetrics = dataclasses.make_dataclass(
     (``sae_train_metrics``, trainer.h); one attribute per C field:
 
     skipped (1 when a non-finite batch was skipped), step (its index, from 0), loss
-    (= mse + l1_coefficient * l1 + auxk_coefficient * aux), mse, l1, l1_coefficient, aux, fvu,
-    l0 (mean positive codes per row), n_dead, lr (learning rate used), grad_norm (before
-    clipping). ``dataclasses.asdict(m)`` gives a dict."""})
+    (= mse + l1_coefficient * l1 + auxk_coefficient * aux + ortho_lambda * ortho), mse, l1,
+    l1_coefficient, aux, fvu, l0 (mean positive codes per row), n_dead, lr (learning rate used),
+    grad_norm (before clipping), ortho (the orthogonality penalty of the step's subset before
+    ortho_lambda; 0 when off). ``dataclasses.asdict(m)`` gives a dict."""})
 
 _PROGRESS_FIELDS = [(name, ctype) for name, ctype in _structs.FitProgress._fields_
                     if name != "struct_size"]
@@ -148,6 +149,18 @@ class Trainer(NativeHandle):
     weights (copied): arch, d_in, d_sae and k default to the dictionary's, b_dec is kept unless
     ``b_dec_init`` asks otherwise, and the training conventions come from the options.
 
+    sae-icm's orthogonality penalty ``ortho_lambda * sum_{i>j in S} (d_i . d_j)^2`` over the
+    decoder rows of a random subset S (``ortho_subset`` rows drawn afresh each step; None: 1024,
+    -1: every feature) is an option of every preset and architecture, and so is AdamW's
+    ``weight_decay``. ``preset="sae_icm"`` is sae-icm's fine-tuning recipe (relative-L2
+    reconstruction, ortho_lambda 1e-4, AdamW lr 5e-5, betas (0.9, 0.95), weight decay 0.01,
+    200 warm-up steps then a cosine to 0 at ``total_steps``, gradient clipping at 1; trainer.h)::
+
+        with sae.Trainer(dictionary=d, preset="sae_icm", total_steps=2000,
+                         ortho_lambda=1e-3) as t:
+            t.fit(activations, steps=2000, batch_size=1024)
+            print(t.metrics().ortho)
+
     Errors the library reports raise :class:`SaeError` with its message. Owns its C handle:
     :meth:`close` (or ``with``) releases it. Calls are serialised by a lock; a trainer is meant
     to be used by one thread at a time.
@@ -162,7 +175,7 @@ class Trainer(NativeHandle):
             d_in, d_sae: input width and number of features (default: the dictionary's).
             k: TopK: features kept per row (default: the dictionary's).
             dictionary: a :class:`Dictionary` to continue from (``sae_trainer_create_from``).
-            preset: "saelens", "dictionary_learning" or "sparsify".
+            preset: "saelens", "dictionary_learning", "sparsify" or "sae_icm".
             seed: seed of the weight initialisation.
             threads: threads per call (None: the library default).
             **overrides: any other ``sae_trainer_options`` field by name.
