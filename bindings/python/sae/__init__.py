@@ -28,7 +28,9 @@ Train one, here on synthetic data with known features::
     result = sae.evaluate(d, data, max_rows=10000)       # result.fvu, result.n_dead, ...
 
 Training and evaluation read their rows in C from a :class:`Source` (an array, files on disk,
-or a generator); ``fit`` and ``evaluate`` also take those directly.
+a generator, or a model run as it is read: :meth:`Source.from_host`); ``fit`` and ``evaluate``
+also take those directly. :func:`capture` writes a model's activations to a file and
+:func:`loss_recovered` scores a dictionary spliced into the model.
 
 The shared library is found through the ``SAE_LIBRARY`` environment variable, then this
 package's directory, then the system search path. Errors from the library raise
@@ -49,13 +51,15 @@ from ._structs import TRAIN_SKIP_NONFINITE
 from .host import Host, logits_ce, logits_diff
 from .patch import Patch, export_control_vector, steering_direction
 from .llama2 import Llama2
+from .capture import LossRecovered, capture, loss_recovered
 
 __all__ = ["load", "Dictionary", "SparseCodes", "SaeError", "version", "blas_kernels",
            "default_threads", "detect_format", "load_file", "load_metadata", "save_file",
            "Trainer", "TrainMetrics", "FitProgress", "TRAIN_SKIP_NONFINITE", "Synthetic",
            "mmcs", "mcc", "shrinkage", "Source", "evaluate", "EvalResult", "Supervised",
            "feature_f1", "f1_top", "feature_weights", "feature_exchange", "Host", "Patch",
-           "Llama2", "logits_ce", "logits_diff", "steering_direction", "export_control_vector"]
+           "Llama2", "logits_ce", "logits_diff", "steering_direction", "export_control_vector",
+           "capture", "loss_recovered", "LossRecovered"]
 
 
 def version():

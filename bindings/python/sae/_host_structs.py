@@ -1,4 +1,4 @@
-"""ctypes mirrors of the structs and callback types of host.h and patch.h.
+"""ctypes mirrors of the structs and callback types of host.h, patch.h and capture.h.
 
 The same conventions as :mod:`sae._structs` (field by field, in order, sizes fixed by the ABI;
 fill ``struct_size`` with :func:`sae._structs.new`), in a module of their own so that the
@@ -6,7 +6,7 @@ model-facing part of the bindings stays together.
 """
 
 import ctypes
-from ctypes import POINTER, c_char_p, c_int32, c_int64, c_uint32, c_void_p
+from ctypes import POINTER, c_char_p, c_double, c_int32, c_int64, c_uint32, c_void_p
 
 # ---- hosts (host.h) ----------------------------------------------------------------------------
 
@@ -80,7 +80,43 @@ class PatchRecord(ctypes.Structure):
     ]
 
 
+# ---- capture and loss recovered (capture.h) ----------------------------------------------------
+
+class CaptureOptions(ctypes.Structure):
+    """``sae_capture_options`` (capture.h): settings of ``sae_host_capture``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("skip_bos", c_int32),
+        ("seqs_per_batch", c_int64),
+        ("allocator", c_void_p),
+    ]
+
+
+class LossRecoveredOptions(ctypes.Structure):
+    """``sae_loss_recovered_options`` (capture.h): settings of ``sae_dict_loss_recovered``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_threads", c_int32),
+        ("seqs_per_batch", c_int64),
+        ("skip_bos", c_int32),
+        ("reserved", c_uint32),
+        ("allocator", c_void_p),
+    ]
+
+
+class LossRecovered(ctypes.Structure):
+    """``sae_loss_recovered`` (capture.h): what ``sae_dict_loss_recovered`` measured."""
+
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_uint32), ("n_tokens", c_int64)] + [
+        (name, c_double) for name in ("ce_clean", "ce_spliced", "ce_zero", "ce_mean",
+                                      "kl_spliced", "kl_zero", "kl_mean", "score_zero",
+                                      "score_mean", "kl_score_zero", "kl_score_mean")]
+
+
 # The C layouts on 64-bit targets: a mismatch means the mirror drifted from the headers.
 if ctypes.sizeof(c_void_p) == 8:
-    for _cls, _size in {HostTable: 72, PatchOptions: 24, PatchRecord: 64}.items():
+    for _cls, _size in {HostTable: 72, PatchOptions: 24, PatchRecord: 64, CaptureOptions: 24,
+                        LossRecoveredOptions: 32, LossRecovered: 104}.items():
         assert ctypes.sizeof(_cls) == _size, (_cls.__name__, ctypes.sizeof(_cls), _size)

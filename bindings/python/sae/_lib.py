@@ -228,6 +228,17 @@ _SIGNATURES = {
     "sae_steering_direction": (status_t, [_ptr, c_int64, _handle, c_int32, c_float, c_int32]),
     "sae_steering_export_gguf": (status_t, [c_char_p, c_char_p, c_int64, c_int32, _ptr, _ptr,
                                             c_int64]),
+    # capture.h
+    "sae_source_from_host": (status_t, [POINTER(_handle), POINTER(_host_structs.HostTable),
+                                        c_int32, _ptr, c_int64, c_int64, c_int64, c_int32,
+                                        POINTER(_structs.SourceOptions)]),
+    "sae_host_capture": (status_t, [c_char_p, POINTER(_host_structs.HostTable), _ptr, c_int64,
+                                    c_int64, c_int32, POINTER(c_char_p), c_int32, _ptr,
+                                    POINTER(_host_structs.CaptureOptions)]),
+    "sae_dict_loss_recovered": (status_t, [POINTER(_host_structs.LossRecovered),
+                                           POINTER(_host_structs.HostTable), c_int32, _handle,
+                                           _ptr, c_int64, c_int64,
+                                           POINTER(_host_structs.LossRecoveredOptions)]),
 }
 
 def _candidates():

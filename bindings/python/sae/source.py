@@ -1,5 +1,6 @@
 """``Source``: a stream of activation batches (a ``sae_source``) that :meth:`Trainer.fit` and
-:func:`sae.evaluate` read in C, from an array, from files on disk or from a ``Synthetic``."""
+:func:`sae.evaluate` read in C, from an array, from files on disk, from a ``Synthetic`` or from
+a model run as it is read (a :class:`sae.Host`)."""
 
 import contextlib
 import ctypes
@@ -11,6 +12,7 @@ import numpy as np
 from . import _arrays, _structs
 from ._callbacks import CallbackGuard
 from ._lib import ECANCELED, SaeError, fspath_bytes, lib, new_handle
+from .host import Host, _token_batch
 from .synth import Synthetic
 from ._handle import NativeHandle
 
@@ -48,7 +50,8 @@ def _source_options(**fields):
 class Source(NativeHandle):
     """Rows of width ``d`` delivered in batches (include/sae/source.h): from an array
     (:meth:`from_array`), from safetensors or raw float32 files streamed with bounded memory
-    (:meth:`from_files`), or from a :class:`Synthetic` generator (:meth:`from_synthetic`).
+    (:meth:`from_files`), from a :class:`Synthetic` generator (:meth:`from_synthetic`), or
+    from the activations at a hook point of a model (:meth:`from_host`).
 
     :meth:`Trainer.fit` and :func:`sae.evaluate` read a Source in C, from where it stands, so
     successive calls continue where the previous one stopped; :meth:`reset` goes back to the
@@ -61,18 +64,20 @@ class Source(NativeHandle):
     """
 
     def __init__(self):
-        raise TypeError("make a sae.Source with Source.from_array, Source.from_files or "
-                        "Source.from_synthetic")
+        raise TypeError("make a sae.Source with Source.from_array, Source.from_files, "
+                        "Source.from_synthetic or Source.from_host")
 
     @classmethod
-    def _make(cls, create, keep, producer=None):
-        """A Source over the handle ``create(out)`` makes; ``keep`` stays alive with it."""
+    def _make(cls, create, keep, producer=None, host=None):
+        """A Source over the handle ``create(out)`` makes; ``keep`` stays alive with it; the
+        C source runs ``host`` (a sae.Host) as it is read."""
         handle = new_handle()
         create(handle)
         self = cls.__new__(cls)
         self._handle = handle.value
         self._keep = keep
         self._producer = producer
+        self._host = host
         self._lock = threading.RLock()
         self._busy = 0
         self._d = lib.sae_source_d(self._handle)
@@ -154,6 +159,48 @@ class Source(NativeHandle):
         return cls._make(lambda out: lib.sae_source_from_callback(
             out, synth.d, producer.fn, None, options), None, producer)
 
+    @classmethod
+    def from_host(cls, host, hook, tokens, *, seqs_per_batch=None, skip_bos=False, loop=False,
+                  shuffle_rows=0, seed=0):
+        """The activations at hook point ``hook`` of ``host``, computed as they are read
+        (sae_source_from_host): the model runs ``seqs_per_batch`` sequences at a time and row
+        ``(s, t)`` is token t of sequence s, so memory does not grow with the number of
+        sequences. An exception raised by a Python host's ``forward`` while the source is read
+        (by :meth:`next`, :meth:`Trainer.fit`, :func:`sae.evaluate`) comes back from that call.
+
+        Args:
+            host: a :class:`sae.Host` (kept alive with the source; keep it open while the
+                source is in use).
+            hook: the hook point's name (e.g. ``"resid_post.2"``) or id.
+            tokens: int array (n_seq, seq_len) (or one sequence, (seq_len,)) of ids in
+                [0, vocab_size); copied.
+            seqs_per_batch: sequences per forward pass (None: as many as make at most 2048
+                tokens).
+            skip_bos: leave out the rows of position 0 (one epoch then has
+                n_seq (seq_len - 1) rows).
+            loop: run the sequences again for each epoch instead of ending.
+            shuffle_rows: 0 for the order (s, t), else shuffle through a buffer of this many
+                rows.
+            seed: seed of the shuffle.
+
+        Raises:
+            SaeError: an unknown hook name (code -10), a hook id or token outside its range
+                (-9), a bad shape (-3, e.g. seq_len > max_seq_len).
+        """
+        if not isinstance(host, Host):
+            raise TypeError("host must be a sae.Host, got %s" % type(host).__name__)
+        hook_id = _hook_id(host, hook)
+        batch, _ = _token_batch(tokens)
+        if seqs_per_batch is not None and not seqs_per_batch > 0:  # 0 would be the C default
+            raise ValueError("seqs_per_batch must be positive or None, got %r"
+                             % (seqs_per_batch,))
+        options = _source_options(loop=int(bool(loop)), shuffle_buffer_rows=int(shuffle_rows),
+                                  seed=int(seed))
+        table = host.table
+        return cls._make(lambda out: lib.sae_source_from_host(
+            out, table, hook_id, batch.ctypes.data, batch.shape[0], batch.shape[1],
+            seqs_per_batch or 0, int(bool(skip_bos)), options), (batch, table), host=host)
+
     # ---- lifetime ---------------------------------------------------------------------------
 
     @property
@@ -195,11 +242,17 @@ class Source(NativeHandle):
             outer = producer.guard if producer is not None else None
             if producer is not None:
                 producer.guard = guard
+            host = self._host
+            if host is not None:
+                host.table  # raises ValueError once the host is closed
+                host._guards.append(guard)  # the host's callbacks report to this call
             self._busy += 1
             try:
                 yield handle
             finally:
                 self._busy -= 1
+                if host is not None:
+                    host._guards.pop()
                 if producer is not None:
                     producer.guard = outer
 
@@ -249,6 +302,11 @@ class Source(NativeHandle):
         """
         with self._lock:
             lib.sae_source_reset(self._live())
+
+
+def _hook_id(host, hook):
+    """The id of ``hook`` (a name, or an id checked by C) on ``host``."""
+    return host.hook_id(hook) if isinstance(hook, str) else int(hook)
 
 
 @contextlib.contextmanager
