@@ -576,9 +576,12 @@ sae_status sae_encoder_reconstruct(sae_encoder *e, int64_t n, const float *x, in
             return s;
         float *out = x_hat + r0 * ldxh;
         int64_t total = 0;
-        if (!e->topk)
+        if (!e->topk) {
+            const int Tc = sae__threads_for(e->threads, (double)nr * (double)F);
+#pragma omp parallel for schedule(static) num_threads(Tc) if (Tc > 1) reduction(+ : total)
             for (int64_t r = 0; r < nr; r++)
                 total += row_count(e, e->block + r * F, r);
+        }
         if (e->topk || total * 8 <= nr * F) {
             /* Sparse enough: accumulate the decoder rows of the non-zero codes. */
             const int T = sae__threads_for(e->threads, (double)(e->topk ? nr * e->act.k : total) *

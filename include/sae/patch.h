@@ -76,9 +76,9 @@ enum sae_record_flag {
 typedef struct sae_patch_options {
     uint32_t struct_size;  /**< sizeof(sae_patch_options). */
     int32_t n_threads;     /**< Threads of the encoder per call; 0 = sae_default_threads(). */
-    int64_t max_tokens;    /**< Rows the workspace is sized for; 0: 2 d_in d_sae / (d_in +
-                                d_sae) rounded up to 64, at least 256 (a workspace about the
-                                size of the two weight matrices). Larger calls run in blocks of
+    int64_t max_tokens;    /**< Rows the workspace is sized for; 0: between 256 and 1024,
+                                enough for a workspace about the size of the two weight
+                                matrices and for two threads' work. Larger calls run in blocks of
                                 this many rows, still allocating nothing. The feature edits and
                                 record (codes) hold max_tokens * d_sae floats. */
     const sae_allocator *allocator; /**< NULL for the default. */

@@ -6,15 +6,19 @@
 
 #include "patch_internal.h"
 
-/* The default workspace: at least 256 rows, and as many as make it the size of the dictionary's
- * two weight matrices, rows * (d_in + d_sae) = 2 d_in d_sae. Each block re-reads (and BLIS
- * re-packs) the encoder weights: at d_in 768, d_sae 16384 blocks of 256 rows made a splice of
- * 4096 rows 1.4x slower than one encode + decode of the batch; blocks of ~1500 rows keep the
- * weight traffic small against the products while at most doubling the patch's memory. */
+/* The default workspace, in rows: enough that each block (a) re-reads the encoder weights
+ * seldom against its products, rows * (d_in + d_sae) ~ 2 d_in d_sae, a workspace about the size
+ * of the two weight matrices (at d_in 768, d_sae 16384, blocks of 256 rows made a splice of 4096
+ * rows 1.4-1.9x one encode + decode: the weights re-read and re-packed 16 times), and (b) has
+ * the work to run on two threads (sae__threads_for), which one encode of the whole batch would
+ * (blocks of 256 rows at d_in 64, d_sae 512 ran single-threaded: 1.4-1.6x). Between 256 and 1024
+ * rows, which bounds the workspace at 4 KiB * (d_in + d_sae). */
 static int64_t default_max_tokens(int64_t d_in, int64_t d_sae)
 {
-    const int64_t rows = 2 * d_in * d_sae / (d_in + d_sae);
-    return rows > 256 ? (rows + 63) / 64 * 64 : 256;
+    const double weights = 2.0 * (double)d_in * (double)d_sae / (double)(d_in + d_sae);
+    const double two_threads = 2.0 * SAE__WORK_PER_THREAD / ((double)d_in * (double)d_sae);
+    const double rows = weights > two_threads ? weights : two_threads;
+    return rows < 256 ? 256 : rows > 1024 ? 1024 : ((int64_t)rows + 63) / 64 * 64;
 }
 
 void *sae__patch_alloc(sae_patch *p, int64_t count, size_t size)

@@ -57,8 +57,8 @@ class Patch(NativeHandle):
     :meth:`apply`. Everything a patch needs is allocated when it is made: applying it allocates
     nothing, for any number of tokens (``max_tokens`` rows at a time).
 
-    Every constructor takes ``max_tokens`` (rows of its workspace; 0: a workspace about the size
-    of the dictionary's weights, at least 256 rows) and ``threads`` (encoder threads per call, 0:
+    Every constructor takes ``max_tokens`` (rows of its workspace; 0: 256 to 1024, about the size of
+    the dictionary's weights) and ``threads`` (encoder threads per call, 0:
     all CPUs). A patch keeps its dictionary alive. Owns its C
     handle (:meth:`close`, or ``with``); one thread at a time.
     """
