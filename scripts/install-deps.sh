@@ -8,6 +8,8 @@ packages=(
   libcmocka-dev                             # C tests
   python3 python3-numpy python3-pytest      # Python bindings and their tests
   doxygen                                   # API reference (warnings are errors in CI)
+  clang libclang-rt-14-dev libomp-dev       # libFuzzer targets (fuzz/, scripts/fuzz.sh)
+  abigail-tools                             # ABI check against abi/ (scripts/abi-check.sh)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: install, build, run every C and Python test; then the same C tests
-# under AddressSanitizer + UndefinedBehaviorSanitizer; then Doxygen with warnings as errors.
+# under AddressSanitizer + UndefinedBehaviorSanitizer; the thread test under ThreadSanitizer;
+# the ABI against abi/libsae.abi; each fuzz target for a few seconds over its seeds; then
+# Doxygen with warnings as errors (docs/hardening.md).
 # Each public header is compiled alone as C99 -pedantic -Werror and as C++ by the build itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,18 @@ cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" \
   -E '^(python|install_consumer|test_recovery)$'
+
+echo "== ThreadSanitizer (one dictionary shared by encoding threads)"
+# Only the library and the one test: the other programs add nothing here.
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAE_TSAN=ON >/dev/null
+cmake --build build-tsan --target test_threads -j"$jobs"
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -R '^test_threads$'
+
+echo "== ABI (the ASan build's libsae.so, which has debug information, against abi/)"
+bash scripts/abi-check.sh build-asan
+
+echo "== fuzz smoke (clang; each target 5 s, after replaying its committed seeds)"
+bash scripts/fuzz.sh -b build-fuzz -t 5
 
 echo "== documentation (Doxygen, warnings are errors)"
 cmake --build build --target docs

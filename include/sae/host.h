@@ -173,7 +173,8 @@ SAE_API sae_status sae_host_backward(const sae_host *host, int64_t n_seq, int64_
  * @param[in] n_tokens Rows (>= 1).
  * @param[in] vocab_size Logits per row (>= 1).
  * @return ::SAE_OK, ::SAE_EINVAL (NULL pointer, no counted row), ::SAE_ESHAPE,
- *         ::SAE_ERANGE (a target >= vocab_size), ::SAE_ENUMERIC (non-finite logits).
+ *         ::SAE_ERANGE (a target >= vocab_size), ::SAE_ENUMERIC (a non-finite loss: NaN or
+ *         +Inf in a counted row, or -Inf at a target; -Inf elsewhere masks that token).
  */
 SAE_API sae_status sae_logits_ce(float *out_ce, float *d_logits, const float *logits,
                                  const int32_t *targets, int64_t n_tokens, int64_t vocab_size);

@@ -96,6 +96,7 @@ struct sae__pt_file {
     char *prefix;             /* the archive's top folder */
     zip_t *zip;               /* open while interpreting only */
     int64_t archive_size;
+    uint64_t storage_comp_bytes; /* compressed bytes of the storage entries read so far */
     pt_value *vals;
     int64_t nvals, capvals, total_items;
     char *strs;               /* string arena */
@@ -444,10 +445,10 @@ static sae_status read_entry(sae__pt_file *f, zip_int64_t index, const char *nam
     return s;
 }
 
-/* Index and size of archive entry `name`, checked against what the archive can hold.
- * Missing: SAE_ENOTFOUND without a message. */
+/* Index, size and compressed size (comp_size, may be NULL) of archive entry `name`, checked
+ * against what the archive can hold. Missing: SAE_ENOTFOUND without a message. */
 static sae_status locate_entry(sae__pt_file *f, const char *name, zip_int64_t *index,
-                               uint64_t *size)
+                               uint64_t *size, uint64_t *comp_size)
 {
     zip_int64_t i = zip_name_locate(f->zip, name, ZIP_FL_ENC_RAW);
     if (i < 0)
@@ -468,6 +469,8 @@ static sae_status locate_entry(sae__pt_file *f, const char *name, zip_int64_t *i
                          (unsigned long long)st.size, (long long)f->archive_size);
     *index = i;
     *size = st.size;
+    if (comp_size)
+        *comp_size = st.comp_size;
     return SAE_OK;
 }
 
@@ -516,12 +519,21 @@ static sae_status op_binpersid(pt_parser *p)
         char name[PT_MAX_KEY * 2 + 16];
         snprintf(name, sizeof name, "%s/data/%s", f->prefix, kname);
         zip_int64_t zi;
-        uint64_t size;
-        s = locate_entry(f, name, &zi, &size);
+        uint64_t size, comp;
+        s = locate_entry(f, name, &zi, &size, &comp);
         if (s == SAE_ENOTFOUND)
             return perr(p, SAE_EFORMAT, "storage %s has no archive entry %s", kname, name);
         if (s != SAE_OK)
             return s;
+        /* Central directory records may point at the same bytes: then a file of a few KB
+         * holds any number of entries that each inflate to ~1000 times its size, enough to
+         * exhaust memory. Distinct entries occupy distinct bytes, so the storages' compressed
+         * sizes add up to at most the archive's size. */
+        if (comp > (uint64_t)f->archive_size - f->storage_comp_bytes)
+            return perr(p, SAE_EFORMAT, "archive entry %s: the storage entries claim more "
+                        "compressed bytes than the archive of %lld bytes holds (entries that "
+                        "share their data)", name, (long long)f->archive_size);
+        f->storage_comp_bytes += comp;
         if (size != nbytes)
             return perr(p, SAE_EFORMAT, "archive entry %s has %llu bytes, but the storage holds "
                         "%lld x %d = %llu bytes", name, (unsigned long long)size,
@@ -973,7 +985,7 @@ static sae_status check_byteorder(sae__pt_file *f)
     snprintf(name, sizeof name, "%s/byteorder", f->prefix);
     zip_int64_t i;
     uint64_t size;
-    sae_status s = locate_entry(f, name, &i, &size);
+    sae_status s = locate_entry(f, name, &i, &size, NULL);
     if (s == SAE_ENOTFOUND)
         return SAE_OK; /* older torch: the writer's native order, little-endian in practice */
     if (s != SAE_OK)
@@ -1175,7 +1187,7 @@ static sae_status interpret(sae__pt_file *f)
     zip_int64_t index = -1;
     uint64_t size = 0;
     if (s == SAE_OK) {
-        s = locate_entry(f, pkl_name, &index, &size);
+        s = locate_entry(f, pkl_name, &index, &size, NULL);
         if (s == SAE_ENOTFOUND) /* cannot happen: it was listed */
             s = sae__fail(SAE_EFORMAT, "%s: %s vanished", f->origin, pkl_name);
     }

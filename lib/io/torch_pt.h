@@ -16,7 +16,9 @@
  * non-tensor values (str, int, and the str / int entries of a nested dict) can be read by key.
  *
  * Everything is bounded (pickle size, objects, stack, marks, memo, string lengths, storages) and
- * checked: a malformed file is SAE_EFORMAT with a message naming the file and the problem.
+ * checked: a malformed file is SAE_EFORMAT with a message naming the file and the problem. The
+ * storages' compressed sizes add up to at most the archive's size (entries cannot share their
+ * bytes), so what a file inflates to is at most ~1000 times its size.
  * A file object is immutable after sae__pt_open and may be read from several threads.
  */
 #ifndef SAE_TORCH_PT_H

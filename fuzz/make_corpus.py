@@ -1,0 +1,381 @@
+#!/usr/bin/env python3
+"""Write the seed corpus of the fuzz targets: fuzz/corpus/<target>/<name>.
+
+Each target gets small valid files of every layout its reader knows and known-bad ones (the
+rules FORMATS.md says a reader must enforce). Inputs follow the target's convention
+(fuzz/fuzz_util.h and the comment on top of each fuzz_*.c). Needs numpy and torch (CPU) to
+write .pt files; run it again after changing a reader's format, and commit the result.
+
+    /usr/bin/python3 fuzz/make_corpus.py
+"""
+import io
+import json
+import os
+import shutil
+import struct
+import zipfile
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+rng = np.random.default_rng(0)
+D, F = 3, 4  # tiny dictionaries: every seed stays a few KB
+
+
+def put(target, name, data):
+    d = os.path.join(ROOT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+# ---- safetensors --------------------------------------------------------------------------
+DT = {np.float32: "F32", np.float16: "F16", np.float64: "F64", np.int64: "I64", np.int32: "I32",
+      np.uint8: "U8", np.bool_: "BOOL"}
+
+
+def safetensors(tensors, metadata=None, raw_header=None, pad=True):
+    """tensors: name -> numpy array (bf16 as ("BF16", uint16 array))."""
+    header, blobs, off = {}, [], 0
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, a in tensors.items():
+        if isinstance(a, tuple):
+            dtype, a = a
+        else:
+            dtype = DT[a.dtype.type]
+        b = np.ascontiguousarray(a).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = (raw_header if raw_header is not None else json.dumps(header)).encode()
+    if pad:
+        h += b" " * ((8 - (8 + len(h)) % 8) % 8)
+    return struct.pack("<Q", len(h)) + h + b"".join(blobs)
+
+
+def f32(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def weights(arch):
+    w = {"W_enc": f32(D, F), "W_dec": f32(F, D), "b_dec": f32(D)}
+    if arch == "gated":
+        w.update(b_gate=f32(F), b_mag=f32(F), r_mag=f32(F))
+    else:
+        w["b_enc"] = f32(F)
+    if arch in ("jumprelu", "batchtopk"):
+        w["threshold"] = np.abs(f32(F))
+    return w
+
+
+def seeds_safetensors():
+    t = "fuzz_safetensors"
+    put(t, "f32_meta", safetensors({"a": f32(2, 3), "b": f32(3)}, {"format": "pt", "k": "v"}))
+    put(t, "dtypes", safetensors({"h": f32(2, 2).astype(np.float16), "d": f32(3).astype(np.float64),
+                                  "bf": ("BF16", np.array([0x3f80, 0xc000, 0x7fc0], np.uint16)),
+                                  "i": np.array(7, np.int64), "u": np.arange(3, dtype=np.uint8),
+                                  "z": np.zeros((0, 4), np.float32),
+                                  "m": np.array([True, False])}))
+    put(t, "nonfinite", safetensors({"x": np.array([np.nan, np.inf, -np.inf, 1e-45], np.float32)}))
+    put(t, "empty", safetensors({}))
+    put(t, "unicode_name", safetensors({"W_\u00e9nc\u2211": f32(2)}))
+    put(t, "escaped_name", safetensors({}, raw_header='{"a\\"b\\u00e9":{"dtype":"F32","shape":[1],'
+                                                      '"data_offsets":[0,4]}}') + b"\0\0\x80?")
+    good = safetensors({"a": f32(2, 3), "b": f32(3)})
+    put(t, "bad_truncated", good[:-5])
+    put(t, "bad_header_length", struct.pack("<Q", 1 << 40) + good[8:])
+    bad = [
+        ('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},'
+         '"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', 12, "bad_overlap"),
+        ('{"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', 8, "bad_gap"),
+        ('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},'
+         '"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}', 8, "bad_duplicate"),
+        ('{"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}}', 4,
+         "bad_shape_overflow"),
+        ('{"a":{"dtype":"F33","shape":[1],"data_offsets":[0,4]}}', 4, "bad_dtype"),
+        ('{"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}}', 4, "bad_float_dim"),
+        ('{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]', 4, "bad_json"),
+        ('{"a\\u0000b":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}', 4, "bad_nul_name"),
+        ('{"__metadata__":{"k":1}}', 0, "bad_metadata"),
+        ('[1,2]', 0, "bad_not_object"),
+    ]
+    for header, nbytes, name in bad:
+        put(t, name, safetensors({}, raw_header=header) + b"\0" * nbytes)
+    h = b'{"\xff":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}    '
+    put(t, "bad_utf8", struct.pack("<Q", len(h)) + h + b"\0" * 4)
+
+
+# ---- SAELens and sparsify -----------------------------------------------------------------
+def saelens_cfg(arch, **extra):
+    c = {"architecture": arch, "d_in": D, "d_sae": F, "dtype": "float32", "device": "cpu",
+         "apply_b_dec_to_input": True, "normalize_activations": "none",
+         "metadata": {"model_name": "tiny", "hook_name": "blocks.0.hook_resid_post"}}
+    if arch in ("topk", "batchtopk"):
+        c["k"] = 2
+    c.update(extra)
+    return json.dumps(c)
+
+
+def seeds_saelens():
+    t = "fuzz_saelens"
+    for arch in ("standard", "topk", "batchtopk", "jumprelu", "gated"):
+        put(t, arch, saelens_cfg(arch).encode() + b"\0" + safetensors(weights(arch)))
+    w = weights("jumprelu")
+    w["log_threshold"] = np.log(w.pop("threshold"))
+    put(t, "jumprelu_log_threshold", saelens_cfg("jumprelu").encode() + b"\0" + safetensors(w))
+    w = weights("standard")
+    w["scaling_factor"] = np.abs(f32(F))
+    put(t, "scaling_factor", saelens_cfg("standard").encode() + b"\0" + safetensors(w))
+    put(t, "topk_rescale_layer_norm", saelens_cfg("topk", rescale_acts_by_decoder_norm=True,
+                                                  normalize_activations="layer_norm").encode()
+        + b"\0" + safetensors(weights("topk")))
+    put(t, "constant_norm_rescale", saelens_cfg("standard", apply_b_dec_to_input=False,
+                                                normalize_activations="constant_norm_rescale")
+        .encode() + b"\0" + safetensors(weights("standard")))
+    put(t, "expected_average_scaler",
+        saelens_cfg("standard", normalize_activations="expected_average_only_in").encode()
+        + b"\0" + b'{"scaling_factor": 2.5}' + b"\0" + safetensors(weights("standard")))
+    flat = {"d_in": D, "d_sae": F, "hook_point": "blocks.0.hook_resid_pre", "model_name": "tiny",
+            "activation_fn_str": "topk", "activation_fn_kwargs": {"k": 2},
+            "normalize_activations": False, "apply_b_dec_to_input": False}
+    put(t, "pre6_flat_topk", json.dumps(flat).encode() + b"\0" + safetensors(weights("topk")))
+    put(t, "f16_weights", saelens_cfg("standard").encode() + b"\0" + safetensors(
+        {k: v.astype(np.float16) for k, v in weights("standard").items()}))
+    w = weights("standard")
+    w["W_enc"][0, 0] = np.nan
+    put(t, "nan_weight", saelens_cfg("standard").encode() + b"\0" + safetensors(w))
+    put(t, "bad_inf_config", saelens_cfg("standard").replace('"d_in": 3', '"d_in": 1e999')
+        .encode() + b"\0" + safetensors(weights("standard")))
+    put(t, "bad_shape", saelens_cfg("standard", d_in=4).encode() + b"\0"
+        + safetensors(weights("standard")))
+    w = weights("gated")
+    del w["r_mag"]
+    put(t, "bad_missing_tensor", saelens_cfg("gated").encode() + b"\0" + safetensors(w))
+    put(t, "bad_architecture", saelens_cfg("transcoder").encode() + b"\0"
+        + safetensors(weights("standard")))
+    put(t, "bad_k", saelens_cfg("topk", k=99).encode() + b"\0" + safetensors(weights("topk")))
+    put(t, "bad_weights_truncated", saelens_cfg("standard").encode() + b"\0"
+        + safetensors(weights("standard"))[:-3])
+
+
+def sparsify_weights(encoder_f16=False):
+    e = f32(F, D)
+    return {"encoder.weight": e.astype(np.float16) if encoder_f16 else e, "encoder.bias": f32(F),
+            "W_dec": f32(F, D), "b_dec": f32(D)}
+
+
+def seeds_sparsify():
+    t = "fuzz_sparsify"
+    cfg = {"activation": "topk", "expansion_factor": 1, "normalize_decoder": True,
+           "num_latents": F, "k": 2, "multi_topk": False, "skip_connection": False,
+           "transcode": False, "d_in": D}
+    put(t, "topk", json.dumps(cfg).encode() + b"\0" + safetensors(sparsify_weights()))
+    c = dict(cfg, num_latents=0, expansion_factor=2)
+    w = {"encoder.weight": f32(2 * D, D), "encoder.bias": f32(2 * D), "W_dec": f32(2 * D, D),
+         "b_dec": f32(D)}
+    put(t, "expansion_factor", json.dumps(c).encode() + b"\0" + safetensors(w))
+    put(t, "f16_encoder", json.dumps(cfg).encode() + b"\0" + safetensors(sparsify_weights(True)))
+    put(t, "bad_transcode", json.dumps(dict(cfg, transcode=True)).encode() + b"\0"
+        + safetensors(sparsify_weights()))
+    put(t, "bad_activation", json.dumps(dict(cfg, activation="groupmax")).encode() + b"\0"
+        + safetensors(sparsify_weights()))
+    put(t, "bad_k_zero", json.dumps(dict(cfg, k=0)).encode() + b"\0"
+        + safetensors(sparsify_weights()))
+    put(t, "bad_no_latents", json.dumps(dict(cfg, num_latents=0, expansion_factor=0)).encode()
+        + b"\0" + safetensors(sparsify_weights()))
+
+
+# ---- .pt files ----------------------------------------------------------------------------
+def pt(state, legacy=False):
+    buf = io.BytesIO()
+    torch.save(state, buf, _use_new_zipfile_serialization=not legacy)
+    return buf.getvalue()
+
+
+def T(*shape):
+    return torch.from_numpy(f32(*shape))
+
+
+def dl_state(cls):
+    if cls in ("AutoEncoder", "AutoEncoderNew", "AutoEncoderTopK", "BatchTopKSAE",
+               "GatedAutoEncoder"):
+        # nn.Linear weights; dictionary_learning's decoder is often a transposed view.
+        s = OrderedDict([("encoder.weight", T(F, D)), ("decoder.weight", T(F, D).t())])
+        if cls == "AutoEncoder":
+            s.update(bias=T(D), **{"encoder.bias": T(F)})
+        elif cls == "AutoEncoderNew":
+            s.update(**{"encoder.bias": T(F), "decoder.bias": T(D)})
+        elif cls == "GatedAutoEncoder":
+            s.update(decoder_bias=T(D), r_mag=T(F), gate_bias=T(F), mag_bias=T(F))
+        else:
+            s.update(b_dec=T(D), k=torch.tensor(2), threshold=torch.tensor(0.25),
+                     **{"encoder.bias": T(F)})
+        return s
+    s = OrderedDict(W_enc=T(D, F), b_enc=T(F), W_dec=T(F, D), b_dec=T(D))
+    if cls == "JumpReluAutoEncoder":
+        s["threshold"] = torch.from_numpy(np.abs(f32(F)))
+    else:
+        s.update(k=torch.tensor(2, dtype=torch.int32), threshold=torch.tensor(0.5),
+                 group_sizes=torch.tensor([1, 3]))
+    return s
+
+
+def dl_config(cls, **extra):
+    tr = {"dict_class": cls, "activation_dim": D, "dict_size": F, "lm_name": "tiny",
+          "submodule_name": "resid_post_layer_0", "norm_factor": 1.5}
+    if cls in ("AutoEncoderTopK", "BatchTopKSAE", "MatryoshkaBatchTopKSAE"):
+        tr["k"] = 2
+    tr.update(extra)
+    return json.dumps({"trainer": tr, "buffer": {"d_submodule": D}}).encode()
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def seeds_dictionary_learning():
+    t = "fuzz_dictionary_learning"
+    for cls in ("AutoEncoder", "AutoEncoderNew", "GatedAutoEncoder", "JumpReluAutoEncoder",
+                "AutoEncoderTopK", "BatchTopKSAE", "MatryoshkaBatchTopKSAE"):
+        put(t, cls, dl_config(cls) + b"\0" + pt(dl_state(cls)))
+    s = dl_state("AutoEncoder")
+    s = OrderedDict((k, v.to(torch.float16)) for k, v in s.items())
+    put(t, "f16", dl_config("AutoEncoder") + b"\0" + pt(s))
+    put(t, "bad_legacy", dl_config("AutoEncoder") + b"\0" + pt(dl_state("AutoEncoder"), True))
+    put(t, "bad_evil_global", dl_config("AutoEncoder") + b"\0" + pt({"x": Evil()}))
+    put(t, "bad_truncated", dl_config("AutoEncoder") + b"\0" + pt(dl_state("AutoEncoder"))[:-40])
+    put(t, "bad_class", dl_config("AutoEncoder") + b"\0" + pt(dl_state("GatedAutoEncoder")))
+    put(t, "bad_dims", dl_config("AutoEncoder", activation_dim=D + 1) + b"\0"
+        + pt(dl_state("AutoEncoder")))
+    put(t, "bad_inf_norm_factor", dl_config("AutoEncoder").replace(b"1.5", b"1e999") + b"\0"
+        + pt(dl_state("AutoEncoder")))
+    s = dl_state("AutoEncoderTopK")
+    s["threshold"] = torch.tensor(float("nan"))
+    put(t, "bad_nan_threshold", dl_config("AutoEncoderTopK") + b"\0" + pt(s))
+
+
+def seeds_torch_pt():
+    t = "fuzz_torch_pt"
+    relu = OrderedDict([("pre_bias", T(D)), ("encoder.weight", T(F, D)), ("latent_bias", T(F)),
+                        ("decoder.weight", T(D, F)), ("stats_last_nonzero", torch.zeros(F))])
+    put(t, "openai_relu", b"\0" + pt(relu))
+    topk = OrderedDict(relu, activation="TopK",
+                       activation_state_dict={"k": 2, "postact_fn": "ReLU"})
+    put(t, "openai_topk", b"\0" + pt(topk))
+    flat = OrderedDict(relu, activation="TopK", **{"activation.k": 2,
+                                                   "activation.postact_fn": "ReLU"})
+    put(t, "openai_topk_flat", b"\0" + pt(flat))
+    icm = OrderedDict([("W_enc.weight", T(F, D)), ("W_enc.bias", T(F)),
+                       ("W_dec.weight", T(D, F)), ("W_dec.bias", T(D))])
+    put(t, "icm_k2", b"\2" + pt(icm))
+    put(t, "bad_icm_no_k", b"\0" + pt(icm))
+    put(t, "bad_openai_activation", b"\0" + pt(OrderedDict(relu, activation="GELU")))
+    put(t, "bad_not_dict", b"\0" + pt([T(2)]))
+    put(t, "bad_evil_global", b"\0" + pt({"x": Evil()}))
+    raw = pt(relu)
+    put(t, "bad_truncated", b"\0" + raw[: len(raw) // 2])
+    # A storage entry whose bytes disagree with its numel.
+    src = zipfile.ZipFile(io.BytesIO(raw))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        for info in src.infolist():
+            data = src.read(info)
+            if "/data/" in info.filename and info.filename.endswith("/0"):
+                data = data[:-4]
+            z.writestr(info.filename, data)
+    put(t, "bad_storage_size", b"\0" + out.getvalue())
+    put(t, "bad_overlapping_entries", b"\0" + overlapping_entries())
+
+
+def overlapping_entries(n_entries=16, numel=1 << 16):
+    """A .pt whose storages 1.. are central directory records pointing at the bytes of storage
+    0 (deflated zeros): a zip bomb that inflates every entry from the same few hundred bytes.
+    The reader must refuse it (lib/io/torch_pt.c, op_binpersid)."""
+    state = OrderedDict(("t%d" % i, torch.zeros(numel)) for i in range(n_entries))
+    src = zipfile.ZipFile(io.BytesIO(pt(state)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for info in src.infolist():
+            if "/data/" in info.filename and not info.filename.endswith("/data/0"):
+                continue
+            method = zipfile.ZIP_DEFLATED if "/data/" in info.filename else zipfile.ZIP_STORED
+            z.writestr(zipfile.ZipInfo(info.filename), src.read(info), compress_type=method)
+    b = out.getvalue()
+    eocd = b.rfind(b"PK\x05\x06")
+    cd_size, cd_off = struct.unpack("<II", b[eocd + 12:eocd + 20])
+    records, p = [], cd_off
+    while p < cd_off + cd_size:
+        nlen, elen, clen = struct.unpack("<HHH", b[p + 28:p + 34])
+        records.append(b[p:p + 46 + nlen + elen + clen])
+        p += len(records[-1])
+    first = next(r for r in records if r[46:46 + struct.unpack("<H", r[28:30])[0]].endswith(b"/data/0"))
+    name = first[46:46 + struct.unpack("<H", first[28:30])[0]]
+    for k in range(1, n_entries):  # same local header offset, sizes and CRC; another name
+        other = name[:-1] + str(k).encode()
+        records.append(first[:28] + struct.pack("<H", len(other)) + first[30:46] + other
+                       + first[46 + len(name):])
+    cd = b"".join(records)
+    end = bytearray(b[eocd:eocd + 22])
+    struct.pack_into("<HHII", end, 8, len(records), len(records), len(cd), cd_off)
+    return b[:cd_off] + cd + bytes(end)
+
+
+# ---- llama2.c -----------------------------------------------------------------------------
+def llama2_model(dim=4, hidden=6, layers=1, heads=2, kv_heads=1, vocab=8, seq_len=4, shared=True):
+    head = dim // heads
+    kv = dim * kv_heads // heads
+    n = (vocab * dim + layers * dim + layers * dim * dim + 2 * layers * kv * dim
+         + layers * dim * dim + layers * dim + 3 * layers * hidden * dim + dim + seq_len * head)
+    if not shared:
+        n += vocab * dim
+    hdr = struct.pack("<7i", dim, hidden, layers, heads, kv_heads, vocab if shared else -vocab,
+                      seq_len)
+    return hdr + (rng.standard_normal(n).astype(np.float32) * 0.5).tobytes()
+
+
+def seeds_llama2_model():
+    t = "fuzz_llama2_model"
+    put(t, "shared_classifier", llama2_model())
+    put(t, "separate_classifier", llama2_model(shared=False))
+    put(t, "two_layers_mha", llama2_model(dim=4, hidden=4, layers=2, heads=2, kv_heads=2))
+    put(t, "bad_truncated", llama2_model()[:-4])
+    put(t, "bad_odd_head", llama2_model(dim=3, heads=1, kv_heads=1))
+    put(t, "bad_header_only", struct.pack("<7i", 64, 172, 5, 8, 4, 512, 512))
+
+
+def tokenizer(extra):
+    pieces = [("<unk>", 0.0), ("\n<s>\n", 0.0), ("\n</s>\n", 0.0)]
+    pieces += [("<0x%02X>" % b, 0.0) for b in range(256)]
+    pieces += extra
+    out = [struct.pack("<i", max(len(p.encode()) for p, _ in pieces))]
+    for p, s in pieces:
+        b = p.encode()
+        out.append(struct.pack("<fi", s, len(b)) + b)
+    return len(pieces) - 259, b"".join(out)
+
+
+def seeds_llama2_tokenizer():
+    t = "fuzz_llama2_tokenizer"
+    extra = [(" ", -1.0), ("a", -2.0), ("b", -3.0), ("ab", -0.5), (" ab", -0.25),
+             ("\u00e9", -4.0), ("ba", -1.5)]
+    v, tok = tokenizer(extra)
+    put(t, "merges", struct.pack("<H", v) + b"ab bab \xc3\xa9\xe2\x88\x91\0" + tok)
+    put(t, "empty_text", struct.pack("<H", v) + b"\0" + tok)
+    v0, tok0 = tokenizer([])
+    put(t, "bytes_only", struct.pack("<H", v0) + b"hi\n\0" + tok0)
+    put(t, "bad_wrong_vocab", struct.pack("<H", v + 1) + b"a\0" + tok)
+    put(t, "bad_truncated", struct.pack("<H", v) + b"a\0" + tok[:-3])
+    put(t, "bad_long_piece", struct.pack("<H", v) + b"a\0" + struct.pack("<i", 1) + tok[4:])
+
+
+if __name__ == "__main__":
+    shutil.rmtree(ROOT, ignore_errors=True)
+    for seeds in (seeds_safetensors, seeds_saelens, seeds_sparsify, seeds_dictionary_learning,
+                  seeds_torch_pt, seeds_llama2_model, seeds_llama2_tokenizer):
+        seeds()
+    total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(ROOT) for f in fs)
+    print("corpus: %d bytes" % total)
