@@ -10,7 +10,6 @@
 #include "data.h"
 
 #define SYNTHETIC_ROWS 16384 /* default --rows for data that never ends */
-#define BAR_WIDTH 40
 
 static const char usage[] =
     "usage: sae eval PATH --data PATH|synthetic [--rows N] [--json] [options]\n"
@@ -145,16 +144,6 @@ static int print_json(const eval_args *e, const sae_dict *dict, int32_t format,
     return 0;
 }
 
-/* One histogram line: label, count and a bar scaled to the largest count. */
-static void print_bar(const char *label, int64_t count, int64_t max)
-{
-    int len = max > 0 ? (int)((count * BAR_WIDTH + max - 1) / max) : 0;
-    printf("  %-14s %7lld  ", label, (long long)count);
-    for (int i = 0; i < len; i++)
-        putchar('#');
-    putchar('\n');
-}
-
 static void print_text(const eval_args *e, const sae_dict *dict, const sae_eval_result *r)
 {
     char data[512];
@@ -189,9 +178,9 @@ static void print_text(const eval_args *e, const sae_dict *dict, const sae_eval_
         snprintf(label, sizeof label, i + 1 < SAE_EVAL_DENSITY_BINS ? "[%.1f, %.1f)"
                                                                      : "[%.1f, %.1f]",
                  lo, lo + SAE_EVAL_DENSITY_BIN_WIDTH);
-        print_bar(label, r->density_histogram[i], max);
+        cli_print_bar(label, r->density_histogram[i], max);
     }
-    print_bar("never fired", r->n_dead, max);
+    cli_print_bar("never fired", r->n_dead, max);
 }
 
 int cmd_eval(int argc, char **argv)

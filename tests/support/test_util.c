@@ -99,3 +99,13 @@ void fill_normal(float *x, int64_t n, uint64_t seed, float scale)
     for (int64_t i = 0; i < n; i++)
         x[i] = sae_rng_normal(&rng) * scale;
 }
+
+float *normal_rows(int64_t n, int64_t d, int64_t ld, uint64_t seed)
+{
+    float *W = test_malloc((size_t)(n * ld) * sizeof(float));
+    fill_normal(W, n * ld, seed, 1.0f);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = d; k < ld; k++)
+            W[i * ld + k] = NAN;
+    return W;
+}

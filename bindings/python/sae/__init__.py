@@ -44,12 +44,13 @@ from .synth import Synthetic, mcc, mmcs, shrinkage
 from .source import Source
 from .trainer import FitProgress, Trainer, TrainMetrics
 from .evaluate import EvalResult, evaluate
+from .ortho import Ortho
 from ._structs import TRAIN_SKIP_NONFINITE
 
 __all__ = ["load", "Dictionary", "SparseCodes", "SaeError", "version", "blas_kernels",
            "default_threads", "detect_format", "load_file", "load_metadata", "save_file",
            "Trainer", "TrainMetrics", "FitProgress", "TRAIN_SKIP_NONFINITE", "Synthetic",
-           "mmcs", "mcc", "shrinkage", "Source", "evaluate", "EvalResult"]
+           "mmcs", "mcc", "shrinkage", "Source", "evaluate", "EvalResult", "Ortho"]
 
 
 def version():

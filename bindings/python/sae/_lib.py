@@ -16,7 +16,7 @@ import ctypes.util
 import glob
 import os
 from ctypes import (POINTER, c_char_p, c_double, c_float, c_int32, c_int64, c_uint32,
-                    c_void_p)
+                    c_uint64, c_void_p)
 
 from . import _structs
 
@@ -152,6 +152,21 @@ _SIGNATURES = {
     # eval.h
     "sae_dict_evaluate": (status_t, [POINTER(_structs.EvalResult), _ptr, _handle, _handle,
                                      POINTER(_structs.EvalOptions)]),
+    # ortho.h
+    "sae_ortho_subset": (status_t, [_ptr, POINTER(c_int64), c_int64, c_int64, c_uint64,
+                                    c_uint64]),
+    "sae_ortho_penalty": (status_t, [POINTER(c_double), _ptr, c_int64, c_float, _ptr, c_int64,
+                                     c_int64, c_int64, _ptr, c_int64, c_int32]),
+    "sae_ortho_coherence": (status_t, [POINTER(_structs.Coherence), _ptr, _ptr, c_int64,
+                                       c_int64, c_int64, _ptr, c_int64, c_int32]),
+    "sae_ortho_spectrum": (status_t, [_ptr, POINTER(c_double), POINTER(c_double), _ptr,
+                                      c_int64, c_int64, c_int64, _ptr, c_int64, c_int32]),
+    "sae_ortho_lowdin": (status_t, [_ptr, _ptr, c_int64, c_int64, c_int64, _ptr, c_int64,
+                                    c_uint32, c_int32]),
+    "sae_ortho_dict_lowdin": (status_t, [POINTER(_handle), _ptr, _handle, _ptr, c_int64,
+                                         c_uint32, c_int32]),
+    "sae_ortho_relative_l2": (status_t, [POINTER(c_double), _ptr, c_int64, _ptr, c_int64, _ptr,
+                                         c_int64, c_int64, c_int64]),
     # synth.h
     "sae_synth_create": (status_t, [POINTER(_handle), POINTER(_structs.SynthOptions)]),
     "sae_synth_free": (None, [_handle]),
