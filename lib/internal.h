@@ -70,7 +70,23 @@ sae_status sae__sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                       float *C, int64_t ldc, int n_threads);
 
-/* ---- LAPACK (lib/core/lapack.c): the only caller of LAPACKE ------------------------------- */
+/* Lower triangle (row-major) of C = alpha * op(A) op(A)^T + beta * C, op(A): (n, k), i.e. A is
+ * (n, k) with row stride lda, or (k, n) when trans_a. The strict upper triangle of C (n, n) is
+ * not touched. */
+sae_status sae__ssyrk(bool trans_a, int64_t n, int64_t k, float alpha, const float *A, int64_t lda,
+                      float beta, float *C, int64_t ldc, int n_threads);
+
+/* ---- LAPACK (lib/core/lapack.c): the only caller of LAPACKE ---------------------------- */
+
+/* Thin SVD A = U diag(s) Vt of A (m, n) row-major, stride lda >= n, r = min(m, n): s (r)
+ * descending, U (m, r) row-major with stride r, Vt (r, n) row-major with stride n. A is
+ * destroyed. SAE_ENUMERIC when LAPACK does not converge, SAE_EUNSUPPORTED beyond lapack_int. */
+sae_status sae__sgesdd(float *s, float *U, float *Vt, float *A, int64_t m, int64_t n,
+                       int64_t lda);
+
+/* Eigenvalues w (n), ascending, of the symmetric A (n, n) given by its row-major lower
+ * triangle, stride lda >= n. A is destroyed. */
+sae_status sae__ssyevd_values(float *w, float *A, int64_t n, int64_t lda);
 
 /* Minimum-norm least squares X = argmin ||A X - B||_F (smallest ||X||_F among the minimisers),
  * by the SVD (dgelsd), in double. A: (m, n), lda >= n; B: (m, k), ldb >= k; X: (n, k),

@@ -107,22 +107,10 @@ static void test_oracle(void **state)
         test_free(want_grad);
 }
 
-/* A random decoder (F, d) with leading dimension ld (padding filled with NaN, which must never
- * be read). */
-static float *random_rows(int64_t F, int64_t d, int64_t ld, uint64_t seed)
-{
-    float *W = test_malloc((size_t)(F * ld) * sizeof(float));
-    fill_normal(W, F * ld, seed, 1.0f);
-    for (int64_t i = 0; i < F; i++)
-        for (int64_t k = d; k < ld; k++)
-            W[i * ld + k] = NAN;
-    return W;
-}
-
 static void check_against_ref(int64_t F, int64_t d, int64_t ld, int64_t n_subset,
                               uint64_t seed)
 {
-    float *W = random_rows(F, d, ld, seed);
+    float *W = normal_rows(F, d, ld, seed);
     int32_t *S = NULL;
     if (n_subset) {
         S = test_malloc((size_t)n_subset * sizeof(int32_t));
@@ -192,7 +180,7 @@ static void test_tiled_vs_ref(void **state)
 static void test_finite_differences(void **state)
 {
     const int64_t F = 13, d = 5, ld = 6;
-    float *W = random_rows(F, d, ld, 11);
+    float *W = normal_rows(F, d, ld, 11);
     int32_t S[9];
     assert_sae_ok(sae_ortho_subset(S, NULL, 9, F, 3, 0));
     float g[13 * 5] = {0};
@@ -243,7 +231,7 @@ static void test_finite_differences(void **state)
 static void test_random_unit_vectors(void **state)
 {
     const int64_t n = 3000, d = 48;
-    float *W = random_rows(n, d, d, 99); /* Gaussian rows: their directions are uniform */
+    float *W = normal_rows(n, d, d, 99); /* Gaussian rows: their directions are uniform */
     sae_coherence c = SAE_COHERENCE_INIT;
     assert_sae_ok(sae_ortho_coherence(&c, NULL, W, n, d, d, NULL, 0, 0));
     double e_abs = exp(lgamma(d / 2.0) - lgamma((d + 1) / 2.0)) / sqrt(M_PI);
@@ -326,7 +314,7 @@ static void test_subset(void **state)
 static void test_dict(void **state)
 {
     const int64_t F = 40, d = 12;
-    float *Wenc = random_rows(d, F, F, 5), *Wdec = random_rows(F, d, d, 6);
+    float *Wenc = normal_rows(d, F, F, 5), *Wdec = normal_rows(F, d, d, 6);
     sae_dict_config cfg = SAE_DICT_CONFIG_INIT;
     cfg.arch = SAE_ARCH_STANDARD, cfg.d_in = d, cfg.d_sae = F;
     sae_dict_weights w = SAE_DICT_WEIGHTS_INIT;

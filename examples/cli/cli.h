@@ -25,6 +25,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_capture(int argc, char **argv);
 int cmd_evaluate_task(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_coherence(int argc, char **argv);
 
 /* ---- errors (util.c) ------------------------------------------------------------------- */
 
@@ -83,6 +84,9 @@ bool cli_parse_f64(const char *text, double *out);
 
 /* Write s as a JSON string literal (with quotes) to stdout; NULL writes null. */
 void cli_json_string(const char *s);
+
+/* One histogram line on stdout: "  label  count  ####", the bar 40 wide at count = max. */
+void cli_print_bar(const char *label, int64_t count, int64_t max);
 
 /* "[2, 3, 4]" into buf. */
 void cli_format_shape(char *buf, size_t size, int ndim, const int64_t *shape);

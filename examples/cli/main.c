@@ -20,6 +20,7 @@ static const struct {
     {"evaluate-task", cmd_evaluate_task,
      "judge SAEs against supervised dictionaries on a labelled task (Makelov et al.)"},
     {"generate", cmd_generate, "generate text with a llama2.c model, optionally steered by an SAE"},
+    {"coherence", cmd_coherence, "decoder coherence: max, mean |cos|, Welch bound, effective rank"},
     {"version", cmd_version, "print the library version and BLAS kernels"},
 };
 

@@ -212,3 +212,13 @@ double cli_now_seconds(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+void cli_print_bar(const char *label, int64_t count, int64_t max)
+{
+    const int width = 40;
+    int len = max > 0 ? (int)((count * width + max - 1) / max) : 0;
+    printf("  %-14s %7lld  ", label, (long long)count);
+    for (int i = 0; i < len; i++)
+        putchar('#');
+    putchar('\n');
+}

@@ -1,7 +1,8 @@
 /**
  * @file ortho.h
  * @brief Orthogonality of decoder directions (sae-icm): the penalty and its gradient, seeded
- *        random subsets, coherence statistics, and the relative-L2 reconstruction term.
+ *        random subsets, coherence statistics, symmetric (Loewdin) orthogonalisation, the
+ *        singular-value spectrum and effective rank, and the relative-L2 reconstruction term.
  *
  * @defgroup ortho Orthogonality
  * @brief The sae-icm orthogonality regulariser (mrtzmllr/sae-icm; MATH.md, "Orthogonality";
@@ -12,12 +13,14 @@
  * sae-icm's `W_dec.weight [d_model, d_sae]`). A subset S is a list of distinct feature ids;
  * a NULL subset with n_subset = 0 means all features.
  *
- * Nothing here materialises an n x n matrix: Gram blocks of at most 1024 x 1024 are computed by
- * BLAS (sgemm) and consumed tile by tile, so memory is O(tile) plus O(n) per-feature values.
- * Results depend on the number of threads only through BLIS's summation order: the per-row
- * partial sums are added in a fixed order.
+ * The penalty and the coherence statistics never materialise an n x n matrix: Gram blocks of
+ * at most 1024 x 1024 are computed by BLAS (sgemm) and consumed tile by tile, so memory is
+ * O(tile) plus O(n) per-feature values. The Loewdin projection (n <= d rows) and the spectrum
+ * work on the side of size min(n, d), at most d x d. Results depend on the number of threads
+ * only through BLIS's summation order: the per-row partial sums are added in a fixed order.
  *
- * Thread safety: the functions keep no state and may run concurrently on shared inputs.
+ * Thread safety: the functions keep no state and may run concurrently on shared inputs, except
+ * that sae_ortho_lowdin() writes the rows of S of its W_dec.
  * @{
  */
 #ifndef SAE_ORTHO_H
@@ -179,6 +182,110 @@ SAE_API sae_status sae_ortho_coherence(sae_coherence *out, float *feature_max_co
 SAE_API sae_status sae_ortho_dict_coherence(sae_coherence *out, float *feature_max_cos,
                                             const sae_dict *dict, const int32_t *subset,
                                             int64_t n_subset, int32_t n_threads);
+
+/** @brief Bits of the @c flags of sae_ortho_lowdin(). */
+enum sae_lowdin_flag {
+    /** Give each orthogonalised row its input norm ||d_i|| back (the directions are those of
+     *  U V^T; a zero row stays zero). Without it the rows are the unit rows of U V^T, which
+     *  suits sae-icm's unit-norm decoders. */
+    SAE_LOWDIN_KEEP_NORMS = 1u << 0
+};
+
+/**
+ * @brief Symmetric (Loewdin) orthogonalisation of a subset of decoder rows, in place.
+ *
+ * With D_S (n, d) the rows of S and its thin SVD D_S = U diag(sigma) V^T (U (n, n),
+ * V^T (n, d)), the rows of S become those of U V^T = (D_S D_S^T)^(-1/2) D_S: the orthonormal
+ * set closest to D_S in the Frobenius norm (the polar factor; no row is privileged, unlike
+ * Gram-Schmidt). With ::SAE_LOWDIN_KEEP_NORMS row i is then scaled to ||d_i||. Requires
+ * n <= d. When D_S is rank-deficient (a zero row, parallel rows) the closest orthonormal set is
+ * not unique: one of them is returned, still orthonormal. The SVD is LAPACK's sgesdd (its
+ * BLAS threading is that of the system libblas); U V^T is one sgemm on n_threads.
+ * Memory: 2 n d + n^2 floats plus LAPACK's workspace; rows outside S are not read.
+ * @param[in,out] W_dec Decoder rows (n_features, d), leading dimension ld; rows of S must be
+ *                finite. Only the rows of S change, and only on success.
+ * @param[out] singular_values NULL, or (n): sigma of D_S before the projection, descending
+ *             (all 1 when the rows were already orthonormal).
+ * @param[in] n_features Number of rows F >= 1.
+ * @param[in] d Row length >= 1.
+ * @param[in] ld Leading dimension, >= d.
+ * @param[in] subset Distinct ids in [0, F), or NULL for all features (then F <= d).
+ * @param[in] n_subset Length of subset, 1 <= n_subset <= d; 0 when subset is NULL.
+ * @param[in] flags Bits of ::sae_lowdin_flag (0: unit rows).
+ * @param[in] n_threads Threads; 0 = sae_default_threads().
+ * @return ::SAE_OK; ::SAE_EINVAL (NULL W_dec, sizes, repeated or out-of-range ids, more rows
+ *         than d, unknown flags), ::SAE_ESHAPE (ld < d), ::SAE_ENUMERIC (non-finite row of S,
+ *         or the SVD did not converge) or ::SAE_ENOMEM. On failure nothing is written.
+ */
+SAE_API sae_status sae_ortho_lowdin(float *W_dec, float *singular_values, int64_t n_features,
+                                    int64_t d, int64_t ld, const int32_t *subset,
+                                    int64_t n_subset, uint32_t flags, int32_t n_threads);
+
+/**
+ * @brief sae_ortho_lowdin() on the decoder of a dictionary, as a new dictionary.
+ *
+ * Dictionaries are immutable, so the result is a copy of @p dict (same configuration, weights
+ * and allocator) whose decoder rows of S are orthogonalised; its decoder norms are recomputed.
+ * @param[out] out The new dictionary; free with sae_dict_free(). Not written on failure.
+ * @param[out] singular_values NULL, or (n): sigma of the rows of S before the projection.
+ * @param[in] dict The dictionary (d_sae features of length d_in).
+ * @param[in] subset Distinct feature ids, or NULL for all (then d_sae <= d_in).
+ * @param[in] n_subset Length of subset, at most d_in; 0 when subset is NULL.
+ * @param[in] flags Bits of ::sae_lowdin_flag.
+ * @param[in] n_threads Threads; 0 = sae_default_threads().
+ * @return As sae_ortho_lowdin(); ::SAE_EINVAL for a NULL @p out or @p dict.
+ */
+SAE_API sae_status sae_ortho_dict_lowdin(sae_dict **out, float *singular_values,
+                                         const sae_dict *dict, const int32_t *subset,
+                                         int64_t n_subset, uint32_t flags, int32_t n_threads);
+
+/**
+ * @brief Singular values and effective rank of a set of decoder rows, in O(d^2 + tile) memory.
+ *
+ * D_S (n, d): the rows of S, r = min(n, d). The singular values are the square roots of the
+ * eigenvalues of the smaller Gram matrix, D_S^T D_S (d, d) when n >= d (accumulated by BLAS
+ * syrk over blocks of rows, so F = 65536 rows of d = 2304 need no F x F or F x d copy) or
+ * D_S D_S^T (n, n), computed by LAPACK's ssyevd. Through the Gram matrix, singular values below
+ * about 1e-3 sigma_max carry an absolute error of order 1e-7 sigma_max^2 / sigma.
+ * Two effective ranks, both r for an orthonormal set and 1 for rank one:
+ * - entropy effective rank exp(-sum_i p_i ln p_i), p_i = sigma_i / sum_j sigma_j (Roy and
+ *   Vetterli 2007);
+ * - participation ratio (sum_i sigma_i^2)^2 / sum_i sigma_i^4.
+ * Both are 0 when every row is zero.
+ * @param[out] singular_values NULL, or (min(n, d)): sigma, descending.
+ * @param[out] effective_rank NULL, or the entropy effective rank.
+ * @param[out] participation_ratio NULL, or the participation ratio.
+ * @param[in] W_dec Decoder rows (n_features, d), leading dimension ld; must be finite on S.
+ * @param[in] n_features Number of rows F >= 1.
+ * @param[in] d Row length >= 1.
+ * @param[in] ld Leading dimension, >= d.
+ * @param[in] subset Distinct ids in [0, F), or NULL for all features.
+ * @param[in] n_subset Length of subset, >= 1; 0 when subset is NULL.
+ * @param[in] n_threads Threads of the syrk; 0 = sae_default_threads().
+ * @return ::SAE_OK, ::SAE_EINVAL, ::SAE_ESHAPE, ::SAE_ENUMERIC or ::SAE_ENOMEM. On failure
+ *         nothing is written.
+ */
+SAE_API sae_status sae_ortho_spectrum(float *singular_values, double *effective_rank,
+                                      double *participation_ratio, const float *W_dec,
+                                      int64_t n_features, int64_t d, int64_t ld,
+                                      const int32_t *subset, int64_t n_subset,
+                                      int32_t n_threads);
+
+/**
+ * @brief sae_ortho_spectrum() of the decoder of a dictionary.
+ * @param[out] singular_values NULL, or (min(n, d_in)), descending.
+ * @param[out] effective_rank NULL, or the entropy effective rank.
+ * @param[out] participation_ratio NULL, or the participation ratio.
+ * @param[in] dict The dictionary.
+ * @param[in] subset Distinct feature ids, or NULL for all.
+ * @param[in] n_subset Length of subset; 0 when subset is NULL.
+ * @param[in] n_threads Threads; 0 = sae_default_threads().
+ * @return As sae_ortho_spectrum(); ::SAE_EINVAL for a NULL dict.
+ */
+SAE_API sae_status sae_ortho_dict_spectrum(float *singular_values, double *effective_rank,
+                                           double *participation_ratio, const sae_dict *dict,
+                                           const int32_t *subset, int64_t n_subset,
+                                           int32_t n_threads);
 
 /**
  * @brief sae-icm's reconstruction term: L = mean_t ||x_hat_t - x_t|| / (||x_t|| + 1e-8)

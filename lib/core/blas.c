@@ -72,3 +72,21 @@ sae_status sae__sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t 
                  chosen_context, &rntm);
     return SAE_OK;
 }
+
+sae_status sae__ssyrk(bool trans_a, int64_t n, int64_t k, float alpha, const float *A, int64_t lda,
+                      float beta, float *C, int64_t ldc, int n_threads)
+{
+    if (sizeof(dim_t) < sizeof(int64_t) &&
+        (n > INT_MAX || k > INT_MAX || lda > INT_MAX || ldc > INT_MAX))
+        return sae__fail(SAE_EUNSUPPORTED, "matrix of %lld x %lld exceeds BLIS dim_t",
+                         (long long)n, (long long)k);
+    if (n == 0)
+        return SAE_OK;
+    pthread_once(&kernels_once, choose_kernels);
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(n_threads > 0 ? n_threads : 1, &rntm);
+    float a = alpha, b = beta;
+    bli_ssyrk_ex(BLIS_LOWER, trans_a ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)n, (dim_t)k, &a,
+                 (float *)A, (inc_t)lda, 1, &b, C, (inc_t)ldc, 1, chosen_context, &rntm);
+    return SAE_OK;
+}

@@ -3,57 +3,85 @@
  *
  * For blocks A (rows i0.., mi) and B (rows j0.., nj) of S with j0 >= i0: G = A B^T (mi, nj)
  * raw dot products by sgemm; cos_ab = |G_ab| inv_a inv_b with inv = 1 / ||d|| (0 for a zero
- * row), clamped to 1 against rounding. A row pass (one thread per row, pairs b > a on the
- * diagonal tile) adds |cos|, cos^2 and G^2 to per-row sums and finds the row's max; a column
- * pass takes the per-column max. Per-row sums are added in row order, so the result does not
- * depend on the thread count. Memory: a (T, T) tile, two (T, d) blocks, O(n) norms and maxima. */
+ * row), clamped to 1 against rounding. One vectorised pass over the tile (rows spread over the
+ * threads; pairs b > a on the diagonal tile) adds |cos|, cos^2 and G^2 to per-row sums in
+ * double, takes each row's max and raises per-thread column maxima, which are merged after the
+ * pass (a max is exact, so the merge order does not matter). Per-row sums are added in row
+ * order, so the result does not depend on the thread count. Memory: a (T, T) tile, two (T, d)
+ * blocks, (threads, T) column maxima, O(n) norms and maxima. */
 #include <math.h>
 #include <string.h>
+
+#include <omp.h>
 
 #include "ortho_internal.h"
 
 typedef struct work {
     float *G, *abuf, *bbuf; /* (T, T), (T, d), (T, d) */
-    double *inv;            /* (n): 1 / ||d_k||, 0 for zero rows */
+    float *inv;             /* (n): 1 / ||d_k||, 0 for zero rows */
     float *fmax;            /* (n): max_{j != k} |cos_kj| so far */
+    float *colmax;          /* (threads, T): column maxima of the current tile, per thread */
     double *row;            /* (T, 3): sum |cos|, sum cos^2, sum G^2 of row a of the block */
     float *row_best;        /* (T) */
     int64_t *row_arg;       /* (T): column (index into S) of row_best */
 } work;
 
+/* |cos| of one tile entry: g the raw product, ia and ib the inverse norms. */
+static inline float cos_of(float g, float ia, float ib)
+{
+    float c = fabsf(g) * ia * ib;
+    return c < 1.0f ? c : 1.0f;
+}
+
+/* Columns b0..nj of one tile row g: adds sum |cos|, sum cos^2 and sum g^2 to acc, raises
+ * colmax[b] to |cos_b| and returns the row's max |cos| (-1 when b0 >= nj). inv: the columns'
+ * inverse norms. */
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static float fold_row(const float *g, const float *inv, float ia, int64_t b0, int64_t nj,
+                      float *colmax, double *acc)
+{
+    double s1 = 0, s2 = 0, s3 = 0;
+    float best = -1.0f;
+#pragma omp simd reduction(+ : s1, s2, s3) reduction(max : best)
+    for (int64_t b = b0; b < nj; b++) {
+        float c = cos_of(g[b], ia, inv[b]);
+        s1 += c, s2 += (double)c * c, s3 += (double)g[b] * g[b];
+        best = c > best ? c : best;
+        colmax[b] = c > colmax[b] ? c : colmax[b];
+    }
+    acc[0] += s1, acc[1] += s2, acc[2] += s3;
+    return best;
+}
+
 /* Fold tile G (mi, nj) of rows i0.., columns j0.. into the work sums. */
 static void fold_tile(const work *w, const float *G, int64_t i0, int64_t mi, int64_t j0,
                       int64_t nj, int threads)
 {
-    bool diag = i0 == j0;
-#pragma omp parallel for schedule(dynamic, 16) num_threads(threads) if (threads > 1 && mi > 64)
-    for (int64_t a = 0; a < mi; a++) {
-        const float *g = G + a * nj;
-        double ia = w->inv[i0 + a], s1 = 0, s2 = 0, s3 = 0;
-        float best = w->row_best[a];
-        int64_t arg = w->row_arg[a];
-        for (int64_t b = diag ? a + 1 : 0; b < nj; b++) {
-            double raw = g[b], c = fabs(raw) * ia * w->inv[j0 + b];
-            c = c < 1.0 ? c : 1.0;
-            s1 += c, s2 += c * c, s3 += raw * raw;
-            if ((float)c > best)
-                best = (float)c, arg = j0 + b;
+    const bool diag = i0 == j0;
+    const int used = threads > 1 && mi > 64 ? threads : 1;
+    memset(w->colmax, 0, (size_t)(used * nj) * sizeof(float)); /* |cos| >= 0 */
+#pragma omp parallel num_threads(used) if (used > 1)
+    {
+        float *colmax = w->colmax + (int64_t)omp_get_thread_num() * nj;
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t a = 0; a < mi; a++) {
+            const float *g = G + a * nj, ia = w->inv[i0 + a];
+            const int64_t b0 = diag ? a + 1 : 0;
+            float best = fold_row(g, w->inv + j0, ia, b0, nj, colmax, w->row + 3 * a);
+            if (best > w->row_best[a]) { /* a new row max: its first column, as a scan finds */
+                int64_t b = b0;
+                while (b + 1 < nj && cos_of(g[b], ia, w->inv[j0 + b]) != best)
+                    b++;
+                w->row_best[a] = best, w->row_arg[a] = j0 + b;
+            }
+            if (best > w->fmax[i0 + a])
+                w->fmax[i0 + a] = best;
         }
-        w->row[3 * a] += s1, w->row[3 * a + 1] += s2, w->row[3 * a + 2] += s3;
-        w->row_best[a] = best, w->row_arg[a] = arg;
-        if (best > w->fmax[i0 + a])
-            w->fmax[i0 + a] = best;
     }
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && nj > 64)
-    for (int64_t b = 0; b < nj; b++) {
-        double ib = w->inv[j0 + b];
-        float best = w->fmax[j0 + b];
-        for (int64_t a = 0; a < (diag ? b : mi); a++) {
-            float c = (float)fmin(fabs((double)G[a * nj + b]) * w->inv[i0 + a] * ib, 1.0);
-            best = c > best ? c : best;
-        }
-        w->fmax[j0 + b] = best;
-    }
+    for (int t = 0; t < used; t++)
+        for (int64_t b = 0; b < nj; b++)
+            if (w->colmax[t * nj + b] > w->fmax[j0 + b])
+                w->fmax[j0 + b] = w->colmax[t * nj + b];
 }
 
 static sae_status coherence_tiled(const sae__ortho_rows *r, int64_t T, int threads, work *w,
@@ -66,7 +94,7 @@ static sae_status coherence_tiled(const sae__ortho_rows *r, int64_t T, int threa
         double sq = 0;
         for (int64_t c = 0; c < d; c++)
             sq += (double)x[c] * x[c];
-        w->inv[k] = sq > 0 ? 1.0 / sqrt(sq) : 0.0;
+        w->inv[k] = sq > 0 ? (float)(1.0 / sqrt(sq)) : 0.0f;
         sums->n_zero += sq == 0;
         sums->sum_sq += sq;
         sums->sum_diag2 += sq * sq;
@@ -114,20 +142,24 @@ sae_status sae_ortho_coherence(sae_coherence *out, float *feature_max_cos, const
     sae_status s = sae__ortho_rows_init(&r, W_dec, n_features, d, ld, subset, n_subset, 2);
     if (s != SAE_OK)
         return s;
-    int64_t T = sae__ortho_tile_rows(d, r.n), n = r.n;
+    const int64_t T = sae__ortho_tile_rows(d, r.n), n = r.n;
+    const int threads = sae__threads(n_threads);
     work w = {0};
-    w.G = sae__alloc_array(NULL, (size_t)(T * T + (subset ? 2 * T * d : 0) + T), sizeof(float));
-    w.inv = sae__alloc_array(NULL, (size_t)(n + 3 * T), sizeof(double));
+    /* floats: G (T, T), row_best (T), colmax (threads, T), inv (n), abuf and bbuf (T, d) */
+    w.G = sae__alloc_array(NULL, (size_t)(T * T + (1 + threads) * T + n +
+                                          (subset ? 2 * T * d : 0)), sizeof(float));
+    w.row = sae__alloc_array(NULL, (size_t)(3 * T), sizeof(double));
     w.row_arg = sae__alloc_array(NULL, (size_t)T, sizeof(int64_t));
     w.fmax = feature_max_cos ? feature_max_cos
                              : sae__alloc_array(NULL, (size_t)n, sizeof(float));
     sae__coherence_sums sums;
-    if (w.G && w.inv && w.row_arg && w.fmax) {
+    if (w.G && w.row && w.row_arg && w.fmax) {
         w.row_best = w.G + T * T;
+        w.colmax = w.row_best + T;
+        w.inv = w.colmax + threads * T;
         if (subset)
-            w.abuf = w.row_best + T, w.bbuf = w.abuf + T * d;
-        w.row = w.inv + n;
-        s = coherence_tiled(&r, T, sae__threads(n_threads), &w, &sums);
+            w.abuf = w.inv + n, w.bbuf = w.abuf + T * d;
+        s = coherence_tiled(&r, T, threads, &w, &sums);
     } else {
         s = SAE_ENOMEM;
     }
@@ -137,7 +169,7 @@ sae_status sae_ortho_coherence(sae_coherence *out, float *feature_max_cos, const
         sae__write_options(out, &full, sizeof full);
     }
     sae__free(NULL, w.G);
-    sae__free(NULL, w.inv);
+    sae__free(NULL, w.row);
     sae__free(NULL, w.row_arg);
     if (w.fmax != feature_max_cos)
         sae__free(NULL, w.fmax);

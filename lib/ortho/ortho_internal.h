@@ -57,6 +57,11 @@ typedef struct sae__coherence_sums {
  * fmax (n): means, Welch quantities, frame potential and the histogram. */
 void sae__coherence_finish(sae_coherence *c, const sae__coherence_sums *s, const float *fmax);
 
+/* Entropy effective rank exp(-sum p ln p), p = sigma / sum sigma, and participation ratio
+ * (sum sigma^2)^2 / sum sigma^4 of sigma (r); both 0 when sigma is all zero (ortho.h). */
+void sae__spectrum_ranks(const float *sigma, int64_t r, double *effective_rank,
+                         double *participation_ratio);
+
 /* ---- naive reference twins (ortho_ref.c): double loops over all pairs, no tiling ----------- */
 
 /* Same contract as sae_ortho_penalty() on checked rows (SAE_ENOMEM for its (d) scratch). */
@@ -65,5 +70,14 @@ sae_status sae__ortho_penalty_ref(const sae__ortho_rows *r, double *penalty, flo
 
 /* Same contract as sae_ortho_coherence() on checked rows; fmax (n) is required. */
 void sae__ortho_coherence_ref(const sae__ortho_rows *r, sae_coherence *c, float *fmax);
+
+/* Singular values sigma (min(n, d)), descending, of the checked rows: eigenvalues of the
+ * smaller Gram matrix formed in double, by cyclic Jacobi rotations (no LAPACK). ENOMEM only. */
+sae_status sae__ortho_spectrum_ref(const sae__ortho_rows *r, double *sigma);
+
+/* Loewdin's own formula out = (D_S D_S^T)^(-1/2) D_S (n <= d rows, full rank), with the inverse
+ * square root from a Jacobi eigendecomposition in double; out (n, d) is written, W is not.
+ * flags as sae_ortho_lowdin(). ENOMEM only. */
+sae_status sae__ortho_lowdin_ref(const sae__ortho_rows *r, uint32_t flags, float *out);
 
 #endif /* SAE_ORTHO_INTERNAL_H */

@@ -133,4 +133,12 @@ static void count_free(void *ptr, void *user)
 sae_allocator counting_allocator(alloc_counter *c)
 {
     return (sae_allocator){count_alloc, count_free, c};
+float *normal_rows(int64_t n, int64_t d, int64_t ld, uint64_t seed)
+{
+    float *W = test_malloc((size_t)(n * ld) * sizeof(float));
+    fill_normal(W, n * ld, seed, 1.0f);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = d; k < ld; k++)
+            W[i * ld + k] = NAN;
+    return W;
 }

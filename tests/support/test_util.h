@@ -47,6 +47,10 @@ void assert_close_f32(const float *got, const float *want, int64_t n, double ato
 /* Fill x[0..n) with N(0,1) * scale from a seeded generator. */
 void fill_normal(float *x, int64_t n, uint64_t seed, float scale);
 
+/* Rows (n, d) of N(0,1) entries with leading dimension ld >= d (test_malloc'd, free with
+ * test_free); the padding past d is NaN, which a kernel must never read. */
+float *normal_rows(int64_t n, int64_t d, int64_t ld, uint64_t seed);
+
 /* Assert that a status is SAE_OK, printing sae_last_error() otherwise. */
 #define assert_sae_ok(expr)                                                                    \
     do {                                                                                       \

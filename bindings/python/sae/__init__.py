@@ -47,6 +47,7 @@ from .source import Source
 from .trainer import FitProgress, Trainer, TrainMetrics
 from .evaluate import EvalResult, evaluate
 from .supervised import Supervised, f1_top, feature_exchange, feature_f1, feature_weights
+from .ortho import Ortho
 from ._structs import TRAIN_SKIP_NONFINITE
 from .host import Host, logits_ce, logits_diff
 from .patch import Patch, export_control_vector, steering_direction
@@ -59,7 +60,7 @@ __all__ = ["load", "Dictionary", "SparseCodes", "SaeError", "version", "blas_ker
            "mmcs", "mcc", "shrinkage", "Source", "evaluate", "EvalResult", "Supervised",
            "feature_f1", "f1_top", "feature_weights", "feature_exchange", "Host", "Patch",
            "Llama2", "logits_ce", "logits_diff", "steering_direction", "export_control_vector",
-           "capture", "loss_recovered", "LossRecovered"]
+           "capture", "loss_recovered", "LossRecovered", "Ortho"]
 
 
 def version():

@@ -333,12 +333,43 @@ class EvalResult(ctypes.Structure):
     ]
 
 
+#: ``SAE_COHERENCE_BINS`` (ortho.h).
+COHERENCE_BINS = 20
+
+
+class Coherence(ctypes.Structure):
+    """``sae_coherence`` (ortho.h): coherence statistics of decoder rows."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_bins", c_uint32),
+        ("n", c_int64),
+        ("d", c_int64),
+        ("n_zero", c_int64),
+        ("max_i", c_int64),
+        ("max_j", c_int64),
+        ("max_cos", c_double),
+        ("sum_cos", c_double),
+        ("mean_cos", c_double),
+        ("mean_max_cos", c_double),
+        ("welch_sum_norm", c_double),
+        ("welch_mean_norm", c_double),
+        ("welch_bound", c_double),
+        ("welch_sum_raw", c_double),
+        ("welch_normalizing_raw", c_double),
+        ("welch_mean_raw", c_double),
+        ("frame_potential", c_double),
+        ("frame_potential_bound", c_double),
+        ("max_cos_hist", c_int64 * COHERENCE_BINS),
+    ]
+
+
 # The C layouts (64-bit targets): a mismatch here means the mirror drifted from the headers.
 # sae_trainer_options and sae_train_metrics grow often: tests/test_trainer.py compares their
 # sizes with the library's at run time instead.
 _EXPECTED_SIZES = {DictConfig: 64, DictWeights: 72, EncoderOptions: 32, LoadOptions: 24,
                    TensorInfo: 104, SynthOptions: 80, FitOptions: 32, FitProgress: 48,
-                   SourceOptions: 56, EvalOptions: 48, EvalResult: 256}
+                   SourceOptions: 56, EvalOptions: 48, EvalResult: 256, Coherence: 304}
 if ctypes.sizeof(c_void_p) == 8:
     for _cls, _size in _EXPECTED_SIZES.items():
         assert ctypes.sizeof(_cls) == _size, (_cls.__name__, ctypes.sizeof(_cls), _size)
