@@ -321,7 +321,47 @@ static void print_text(const eval_args *e, const sae_dict *dict, const eval_repo
                  lo, lo + SAE_EVAL_DENSITY_BIN_WIDTH);
         cli_print_bar(label, r->density_histogram[i], max);
     }
-static void print_loss(const eval_args *e, const eval_report *rep)
+    cli_print_bar("never fired", r->n_dead, max);
+    if (rep->lr)
+        print_loss(e, rep);
+}
+
+/* The metrics over the rows (and the loss recovered with a model) into *r and *lr. */
+static int evaluate(eval_args *e, const sae_dict *dict, eval_report *rep, sae_eval_result *r,
+                    sae_loss_recovered *lr)
+{
+    int32_t hook_id = -1;
+    int rc = 0;
+    if (e->model.model_path) {
+        if ((rc = cli_model_open(&e->model)))
+            return rc;
+        if ((hook_id = pick_hook(e, dict)) < 0)
+            return CLI_EXIT_FAILURE;
+        rep->hook = e->model.host.hook_names[hook_id];
+    }
+    const char *data = rep->data;
+    sae_source *src = NULL;
+    if ((rc = open_rows(e, dict, hook_id, &src, rep->data, sizeof rep->data)))
+        return rc;
+    const int64_t d_data = sae_source_d(src);
+    if (d_data != sae_dict_d_in(dict)) {
+        rc = cli_fail(data, "rows have width %lld; the SAE's d_in is %lld", (long long)d_data,
+                      (long long)sae_dict_d_in(dict));
+    } else {
+        sae_eval_options eo = SAE_EVAL_OPTIONS_INIT;
+        eo.n_threads = (int32_t)e->threads;
+        eo.max_rows = e->rows ? e->rows : e->data.synthetic ? SYNTHETIC_ROWS : 0;
+        eo.block_rows = e->batch;
+        eo.dense_threshold = e->dense;
+        sae_status s = sae_dict_evaluate(r, NULL, dict, src, &eo);
+        if (s != SAE_OK)
+            rc = cli_fail_status(data, s);
+    }
+    if (src != e->data.source)
+        sae_source_free(src);
+    if (!rc && hook_id >= 0 && !(rc = loss_recovered(e, dict, hook_id, lr)))
+        rep->lr = lr;
+    return rc;
 }
 
 int cmd_eval(int argc, char **argv)

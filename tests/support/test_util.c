@@ -133,6 +133,8 @@ static void count_free(void *ptr, void *user)
 sae_allocator counting_allocator(alloc_counter *c)
 {
     return (sae_allocator){count_alloc, count_free, c};
+}
+
 float *normal_rows(int64_t n, int64_t d, int64_t ld, uint64_t seed)
 {
     float *W = test_malloc((size_t)(n * ld) * sizeof(float));
