@@ -82,9 +82,10 @@ INLINE float span_max(const float *v, int64_t len)
         memcpy(&b, v + i, sizeof b);
         MAX_LANES(m, b);
     }
-    MAX_LANES(m, __builtin_shuffle(m, (i32x8){4, 5, 6, 7, 0, 1, 2, 3}));
-    MAX_LANES(m, __builtin_shuffle(m, (i32x8){2, 3, 0, 1, 6, 7, 4, 5}));
-    MAX_LANES(m, __builtin_shuffle(m, (i32x8){1, 0, 3, 2, 5, 4, 7, 6}));
+    /* __builtin_shufflevector: GCC >= 12 and clang (the fuzz and TSan builds) both have it */
+    MAX_LANES(m, __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3));
+    MAX_LANES(m, __builtin_shufflevector(m, m, 2, 3, 0, 1, 6, 7, 4, 5));
+    MAX_LANES(m, __builtin_shufflevector(m, m, 1, 0, 3, 2, 5, 4, 7, 6));
     return m[0];
 }
 
