@@ -16,21 +16,24 @@
 
 static const char usage[] =
     "usage: sae finetune PATH --data PATH|synthetic --out DIR [--ortho X] [--ortho-subset N]\n"
-    "                    [--steps N] [--lr X] [--batch B] [--json] [options]\n"
+    "                    [--unit-norm] [--steps N] [--lr X] [--batch B] [--json] [options]\n"
     "\n"
     "Fine-tune the SAE at PATH (any format `sae info` reads) with the recipe of sae-icm\n"
     "(mrtzmllr/sae-icm): loss = mean ||x_hat - x|| / ||x|| + X * sum_{i>j in S} (d_i . d_j)^2,\n"
     "the orthogonality penalty on the decoder rows d_i of a random subset S drawn every step;\n"
     "AdamW (betas 0.9, 0.95, weight decay 0.01 on every parameter), warm-up then cosine decay\n"
-    "to 0, gradient clipping at 1, no decoder normalisation. Every parameter trains; TopK SAEs\n"
-    "keep their conventions (ReLU order, rescaling). Before and after, prints the decoder's\n"
-    "coherence over all pairs of features (max and mean |cos|) and the FVU on the first rows of\n"
-    "the data, which are kept aside (not trained on unless the files loop back to them).\n"
+    "to 0, gradient clipping at 1, no decoder normalisation (see --unit-norm). Every parameter\n"
+    "trains; TopK SAEs keep their conventions (ReLU order, rescaling). Before and after,\n"
+    "prints the decoder's coherence over all pairs of features (max and mean |cos|) and the\n"
+    "FVU on the first rows of the data, which are kept aside (not trained on unless the files\n"
+    "loop back to them).\n"
     "Writes DIR in PATH's format when it is SAELens or sparsify, else as SAELens.\n"
     "\n"
     "fine-tuning:\n"
     "  --ortho X           weight of the penalty (default 1e-4, sae-icm's; 0 for none)\n"
     "  --ortho-subset N    rows in S (default 1024, sae-icm's; 0 for every feature)\n"
+    "  --unit-norm         keep the decoder rows at unit norm (project the gradient, renormalise\n"
+    "                      after each step), so the penalty can only turn them, not shrink them\n"
     "  --steps N           optimiser steps (default 1000)\n"
     "  --batch B           rows per step (default 4096)\n"
     "  --lr X              peak learning rate (default 5e-5)\n"
@@ -53,7 +56,7 @@ typedef struct finetune_args {
     int32_t format;           /* 0: PATH's when writable, else SAELens */
     int64_t k, steps, batch, warmup, threads, ortho_subset, eval_rows; /* warmup -1: default */
     double lr, ortho;
-    bool ortho_given, ortho_subset_given, json;
+    bool ortho_given, ortho_subset_given, unit_norm, json;
     uint64_t seed;
 } finetune_args;
 
@@ -88,6 +91,8 @@ static int parse_args(int argc, char **argv, finetune_args *f)
             if (!cli_parse_i64(cli_opt_value(&a), 0, INT32_MAX, &f->ortho_subset))
                 return cli_usage_error(usage, "finetune: --ortho-subset needs an integer >= 0");
             f->ortho_subset_given = true;
+        } else if (cli_opt_is(&a, arg, "--unit-norm")) {
+            f->unit_norm = true;
         } else if (cli_opt_is(&a, arg, "--steps")) {
             if (!cli_parse_i64(cli_opt_value(&a), 1, INT64_MAX / 2, &f->steps))
                 return cli_usage_error(usage, "finetune: --steps needs a positive integer");
@@ -200,6 +205,8 @@ static int make_trainer(const finetune_args *f, const sae_dict *dict, sae_traine
         o.ortho_lambda = f->ortho > 0 ? f->ortho : SAE_TRAIN_OFF;
     if (f->ortho_subset_given)
         o.ortho_subset = f->ortho_subset > 0 ? f->ortho_subset : SAE_TRAIN_OFF;
+    if (f->unit_norm)
+        o.decoder_constraint = SAE_DECODER_UNIT_EXACT;
     if (dc.arch == SAE_ARCH_TOPK) {
         o.topk_relu = dc.flags & SAE_DICT_RELU_BEFORE_TOPK ? SAE_TOPK_RELU_FIRST
                                                            : SAE_TOPK_RELU_AFTER;
@@ -280,6 +287,7 @@ static int print_json(const finetune_args *f, const sae_dict *dict, const char *
     cJSON_AddNumberToObject(o, "tokens", (double)p->tokens);
     cJSON_AddNumberToObject(o, "ortho_lambda", lambda);
     cJSON_AddNumberToObject(o, "ortho_subset", (double)subset);
+    cJSON_AddBoolToObject(o, "unit_norm", f->unit_norm);
     cJSON_AddNumberToObject(o, "eval_rows", (double)m[0].ev.rows);
     json_measure(o, "before", &m[0]);
     json_measure(o, "after", &m[1]);
@@ -311,7 +319,8 @@ static void print_text(const finetune_args *f, const sae_dict *dict, const char 
         printf(", k %lld", (long long)sae_dict_k(dict));
     printf(") for %lld steps on %s: %lld tokens in %.2f s (%s tokens/s)\n",
            (long long)p->steps_done, what, (long long)p->tokens, p->elapsed_seconds, rate);
-    printf("orthogonality penalty %g over subsets of %lld features\n", lambda, (long long)subset);
+    printf("orthogonality penalty %g over subsets of %lld features%s\n", lambda,
+           (long long)subset, f->unit_norm ? ", unit-norm decoder rows" : "");
     printf("                         before        after\n");
     printf("  max |cos|          %12.6f %12.6f\n", m[0].coh.max_cos, m[1].coh.max_cos);
     printf("  mean |cos|         %12.6f %12.6f\n", m[0].coh.mean_cos, m[1].coh.mean_cos);

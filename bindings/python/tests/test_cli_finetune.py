@@ -137,3 +137,23 @@ def test_bad_arguments(tmp_path, base):
                   tmp_path / "o"], "fewer than --eval-rows 4096")
     expect_error(["finetune", tmp_path / "missing", *data, "--out", tmp_path / "o"], "missing")
     assert not (tmp_path / "o").exists()
+
+
+def test_finetune_unit_norm(tmp_path, base):
+    """--unit-norm keeps every decoder row at norm 1 under a strong penalty, which without it
+    shrinks the rows; the report says which."""
+    _, root = base
+    args = ["finetune", root / "saelens", "--data", root / "x.safetensors", "--ortho", 0.5,
+            "--ortho-subset", 0, "--steps", 30, "--batch", 64, "--lr", "1e-2",
+            "--eval-rows", 256, "--threads", 1, "--json"]
+    norms = {}
+    for flag in ([], ["--unit-norm"]):
+        out = tmp_path / ("unit" if flag else "free")
+        report = json.loads(ok(*args, *flag, "--out", out).stdout)
+        assert report["unit_norm"] == bool(flag) and report["last_step"]["ortho"] > 0
+        with sae.load(out) as d:
+            norms[bool(flag)] = np.linalg.norm(np.array(d.W_dec, np.float64), axis=1)
+    assert norms[True] == pytest.approx(1, abs=1e-5)
+    assert norms[False].min() < 0.99
+    r = ok(*args[:-1], "--unit-norm", "--out", tmp_path / "text")
+    assert "over subsets of 32 features, unit-norm decoder rows" in r.stdout
