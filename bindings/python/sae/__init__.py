@@ -46,7 +46,8 @@ from .synth import Synthetic, mcc, mmcs, shrinkage
 from .source import Source
 from .trainer import FitProgress, Trainer, TrainMetrics
 from .evaluate import EvalResult, evaluate
-from .supervised import Supervised, f1_top, feature_exchange, feature_f1, feature_weights
+from .supervised import (Supervised, f1_top, feature_exchange, feature_f1, feature_weights,
+                         prompts_approximation, prompts_run)
 from .ortho import Ortho
 from ._structs import TRAIN_SKIP_NONFINITE
 from .host import Host, logits_ce, logits_diff
@@ -58,7 +59,8 @@ __all__ = ["load", "Dictionary", "SparseCodes", "SaeError", "version", "blas_ker
            "default_threads", "detect_format", "load_file", "load_metadata", "save_file",
            "Trainer", "TrainMetrics", "FitProgress", "TRAIN_SKIP_NONFINITE", "Synthetic",
            "mmcs", "mcc", "shrinkage", "Source", "evaluate", "EvalResult", "Supervised",
-           "feature_f1", "f1_top", "feature_weights", "feature_exchange", "Host", "Patch",
+           "feature_f1", "f1_top", "feature_weights", "feature_exchange", "prompts_run",
+           "prompts_approximation", "Host", "Patch",
            "Llama2", "logits_ce", "logits_diff", "steering_direction", "export_control_vector",
            "capture", "loss_recovered", "LossRecovered", "Ortho"]
 

@@ -115,8 +115,25 @@ class LossRecovered(ctypes.Structure):
                                       "score_mean", "kl_score_zero", "kl_score_mean")]
 
 
+class Prompts(ctypes.Structure):
+    """``sae_prompts`` (supervised.h): prompts of a task and the hook point of its node."""
+
+    _fields_ = [("struct_size", c_uint32), ("hook_id", c_int32), ("n_prompts", c_int64),
+                ("tokens", c_void_p), ("offsets", c_void_p), ("answer", c_void_p),
+                ("wrong", c_void_p)]
+
+
+class Approximation(ctypes.Structure):
+    """``sae_approximation`` (supervised.h): sufficiency and necessity of a dictionary."""
+
+    _fields_ = [("struct_size", c_uint32), ("reserved", c_uint32)] + [
+        (name, c_double) for name in ("clean", "ablated", "sufficient", "necessary",
+                                      "sufficiency", "necessity")]
+
+
 # The C layouts on 64-bit targets: a mismatch means the mirror drifted from the headers.
 if ctypes.sizeof(c_void_p) == 8:
     for _cls, _size in {HostTable: 72, PatchOptions: 24, PatchRecord: 64, CaptureOptions: 24,
-                        LossRecoveredOptions: 32, LossRecovered: 104}.items():
+                        LossRecoveredOptions: 32, LossRecovered: 104, Prompts: 48,
+                        Approximation: 56}.items():
         assert ctypes.sizeof(_cls) == _size, (_cls.__name__, ctypes.sizeof(_cls), _size)

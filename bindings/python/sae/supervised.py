@@ -201,3 +201,91 @@ def feature_exchange(dictionary, a, a_cf, method="f1", n_exchange=2, f1_from=Non
                              n, _EXCHANGE[method], int(n_exchange), _arrays.address(ff),
                              _arrays.address(ft), F)
     return out, removed
+
+
+# ---- runs of a task's prompts through a host (sae_prompts_run, sae_prompts_approximation) ------
+
+def _prompt_set(host, hook, prompts, answer, wrong):
+    """The ``sae_prompts`` struct of ``prompts`` and the arrays it points into (keep them)."""
+    from . import _host_structs
+    from .source import _hook_id
+    seqs = [np.asarray(p, dtype=np.int32).ravel() for p in prompts]
+    if not seqs:
+        raise ValueError("no prompts")
+    offsets = np.zeros(len(seqs) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(s) for s in seqs])
+    tokens = np.ascontiguousarray(np.concatenate(seqs), dtype=np.int32)
+    answer = np.ascontiguousarray(answer, dtype=np.int32).ravel()
+    wrong = np.ascontiguousarray(wrong, dtype=np.int32).ravel()
+    if answer.shape != (len(seqs),) or wrong.shape != (len(seqs),):
+        raise ValueError("answer and wrong need one token per prompt (%d), got %s and %s"
+                         % (len(seqs), answer.shape, wrong.shape))
+    struct = _structs.new(_host_structs.Prompts, hook_id=_hook_id(host, hook),
+                          n_prompts=len(seqs), tokens=tokens.ctypes.data,
+                          offsets=offsets.ctypes.data, answer=answer.ctypes.data,
+                          wrong=wrong.ctypes.data)
+    return struct, (tokens, offsets, answer, wrong)
+
+
+def _node_rows(name, rows, n, d):
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    if rows.shape != (n, d):
+        raise ValueError("%s must be (n_prompts, d_model) = (%d, %d), got %s"
+                         % (name, n, d, rows.shape))
+    return rows
+
+
+def prompts_run(host, hook, prompts, answer, wrong, replace=None):
+    """Run each prompt through ``host`` (one forward each) and measure its logit difference
+    logit(answer) - logit(wrong) at the last position (sae_prompts_run). The node is the
+    activation at ``hook``'s last position: recorded as it arrived, and replaced by row p of
+    ``replace`` for prompt p when given.
+
+    Args:
+        host: a :class:`sae.Host`.
+        hook: the hook point's name or id.
+        prompts: a sequence of token-id sequences (1 to max_seq_len tokens each).
+        answer, wrong: one token id per prompt.
+        replace: float array (n_prompts, d_model), or None for clean runs.
+
+    Returns:
+        (diffs (n_prompts,) float32, acts (n_prompts, d_model) float32).
+    """
+    from .host import Host
+    if not isinstance(host, Host):
+        raise TypeError("host must be a sae.Host, got %s" % type(host).__name__)
+    struct, keep = _prompt_set(host, hook, prompts, answer, wrong)
+    n, d = struct.n_prompts, host.d_model
+    diffs = np.empty(n, np.float32)
+    acts = np.empty((n, d), np.float32)
+    rep = None if replace is None else _node_rows("replace", replace, n, d)
+    host.call(lib.sae_prompts_run, diffs.ctypes.data, acts.ctypes.data, d, host.table, struct,
+              None if rep is None else rep.ctypes.data, d)
+    del keep
+    return diffs, acts
+
+
+def prompts_approximation(host, hook, prompts, answer, wrong, acts, recon):
+    """Sufficiency and necessity of a dictionary's reconstructions ``recon`` of the clean node
+    activations ``acts`` (from :func:`prompts_run`), against mean ablation (Makelov et al.,
+    approximation axis; sae_prompts_approximation). Four runs of every prompt.
+
+    Returns:
+        a dict with ``clean`` m(a), ``ablated`` m(E[a]), ``sufficient`` m(â), ``necessary``
+        m(a - â + E[â]) (each the mean logit difference), ``sufficiency`` (1 best) and
+        ``necessity`` (0 best).
+    """
+    from . import _host_structs
+    from .host import Host
+    if not isinstance(host, Host):
+        raise TypeError("host must be a sae.Host, got %s" % type(host).__name__)
+    struct, keep = _prompt_set(host, hook, prompts, answer, wrong)
+    n, d = struct.n_prompts, host.d_model
+    a = _node_rows("acts", acts, n, d)
+    r = _node_rows("recon", recon, n, d)
+    out = _structs.new(_host_structs.Approximation)
+    host.call(lib.sae_prompts_approximation, out, host.table, struct, a.ctypes.data, d,
+              r.ctypes.data, d, None)
+    del keep
+    return {name: getattr(out, name) for name in ("clean", "ablated", "sufficient",
+                                                  "necessary", "sufficiency", "necessity")}

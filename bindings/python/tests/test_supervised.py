@@ -158,3 +158,66 @@ def test_bad_task_files(shared_dir, tmp_path, change, message):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and message in out.stderr and out.stderr.count("\n") == 1, \
         out.stderr
+
+
+# ---- prompt runs through a host (numpy ToyHost of test_host.py) --------------------------------
+
+def _toy_prompts():
+    from test_host import T, V
+    rng = np.random.default_rng(7)
+    prompts = [rng.integers(0, V, size=rng.integers(2, T + 1)) for _ in range(9)]
+    answer, wrong = rng.integers(0, V, size=9), rng.integers(0, V, size=9)
+    return prompts, answer, wrong
+
+
+def _direct(host, prompt, answer, wrong, name, replace=None):
+    """logit(answer) - logit(wrong) at the last position and the node, in numpy."""
+    seen = {}
+
+    def hook(n, x):
+        if n == name:
+            seen["a"] = np.array(x[0, -1], np.float64)
+            if replace is not None:
+                x = np.array(x, np.float64)
+                x[0, -1] = replace
+        return x
+    logits = host.forward(np.asarray(prompt)[None, :], hook)
+    return logits[0, -1, answer] - logits[0, -1, wrong], seen["a"]
+
+
+def test_prompts_run_matches_numpy():
+    from test_host import ToyHost
+    host = ToyHost()
+    prompts, answer, wrong = _toy_prompts()
+    diffs, acts = sae.prompts_run(host, "resid_post.0", prompts, answer, wrong)
+    for p in range(len(prompts)):
+        want_diff, want_act = _direct(host, prompts[p], answer[p], wrong[p], "resid_post.0")
+        np.testing.assert_allclose(diffs[p], want_diff, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(acts[p], want_act, rtol=1e-5, atol=1e-5)
+    replace = np.random.default_rng(3).normal(size=acts.shape).astype(np.float32)
+    diffs2, acts2 = sae.prompts_run(host, "resid_post.0", prompts, answer, wrong, replace)
+    np.testing.assert_array_equal(acts2, acts)  # recorded as they arrived
+    for p in range(len(prompts)):
+        want_diff, _ = _direct(host, prompts[p], answer[p], wrong[p], "resid_post.0", replace[p])
+        np.testing.assert_allclose(diffs2[p], want_diff, rtol=1e-4, atol=1e-4)
+
+
+def test_prompts_approximation_known_answers():
+    from test_host import ToyHost
+    host = ToyHost()
+    prompts, answer, wrong = _toy_prompts()
+    diffs, acts = sae.prompts_run(host, "resid_post.1", prompts, answer, wrong)
+    exact = sae.prompts_approximation(host, "resid_post.1", prompts, answer, wrong, acts, acts)
+    assert exact["clean"] == pytest.approx(float(np.mean(diffs.astype(np.float64))), abs=1e-4)
+    assert exact["sufficiency"] == pytest.approx(1.0, abs=1e-4)  # â = a
+    assert exact["necessity"] == pytest.approx(0.0, abs=1e-4)    # a - a + E[a] = E[a]
+    mean = np.repeat(acts.mean(axis=0, keepdims=True), len(prompts), axis=0)
+    ablated = sae.prompts_approximation(host, "resid_post.1", prompts, answer, wrong, acts, mean)
+    assert ablated["sufficiency"] == pytest.approx(0.0, abs=1e-3)  # â = E[a]
+    assert ablated["necessity"] == pytest.approx(1.0, abs=1e-3)    # a - E[a] + E[a] = a
+    with pytest.raises(ValueError):
+        sae.prompts_approximation(host, "resid_post.1", prompts, answer, wrong, acts, acts[:3])
+    with pytest.raises(ValueError):
+        sae.prompts_run(host, "resid_post.1", prompts, answer[:2], wrong)
+    with pytest.raises(sae.SaeError):
+        sae.prompts_run(host, "no_such_hook", prompts, answer, wrong)
