@@ -21,6 +21,7 @@ int cmd_convert(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_circuit(int argc, char **argv);
 
 /* ---- errors (util.c) ------------------------------------------------------------------- */
 

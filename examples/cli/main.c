@@ -15,6 +15,7 @@ static const struct {
     {"convert", cmd_convert, "save an SAE in SAELens or sparsify layout"},
     {"train", cmd_train, "train a standard or TopK SAE on activation files or synthetic data"},
     {"eval", cmd_eval, "evaluate an SAE on activations: FVU, L0, dead features, densities"},
+    {"circuit", cmd_circuit, "discover and evaluate sparse feature circuits on a llama2.c model"},
     {"version", cmd_version, "print the library version and BLAS kernels"},
 };
 

@@ -9,7 +9,8 @@
  * @ref safetensors), streams of activations for training and evaluation (@ref source), synthetic
  * ground-truth data and its metrics (@ref synth), orthogonality of decoders (@ref ortho),
  * training (@ref trainer), evaluation (@ref eval),
- * language models reached through callback tables (@ref host), and the core utilities they
+ * language models reached through callback tables (@ref host), feature circuits discovered and
+ * evaluated through them (@ref graph), and the core utilities they
  * build on (@ref core).
  */
 #ifndef SAE_SAE_H
@@ -19,6 +20,7 @@
 #include "dict.h"
 #include "encoder.h"
 #include "eval.h"
+#include "graph.h"
 #include "host.h"
 #include "io.h"
 #include "ortho.h"

@@ -45,11 +45,13 @@ from .source import Source
 from .trainer import FitProgress, Trainer, TrainMetrics
 from .evaluate import EvalResult, evaluate
 from ._structs import TRAIN_SKIP_NONFINITE
+from .graph import Graph, GraphEval, HookError, Host, PromptPairs
 
 __all__ = ["load", "Dictionary", "SparseCodes", "SaeError", "version", "blas_kernels",
            "default_threads", "detect_format", "load_file", "load_metadata", "save_file",
            "Trainer", "TrainMetrics", "FitProgress", "TRAIN_SKIP_NONFINITE", "Synthetic",
-           "mmcs", "mcc", "shrinkage", "Source", "evaluate", "EvalResult"]
+           "mmcs", "mcc", "shrinkage", "Source", "evaluate", "EvalResult", "Graph", "GraphEval",
+           "Host", "HookError", "PromptPairs"]
 
 
 def version():

@@ -330,6 +330,168 @@ if ctypes.sizeof(c_void_p) == 8:
         assert ctypes.sizeof(_cls) == _size, (_cls.__name__, ctypes.sizeof(_cls), _size)
 
 
+# ---- hosts and circuits (host.h, graph.h) --------------------------------------------------------
+
+#: ``sae_hook_fn`` (host.h): ``sae_status fn(void *user, int32_t hook_id, float *x,
+#: int64_t n_tokens, int64_t ld)``.
+HookFn = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int32, c_void_p, c_int64, c_int64)
+#: ``sae_host_forward_fn``: ``(user, tokens, n_seq, seq_len, logits, hook, hook_user)``.
+HostForwardFn = ctypes.CFUNCTYPE(c_int32, c_void_p, c_void_p, c_int64, c_int64, c_void_p,
+                                 HookFn, c_void_p)
+#: ``sae_host_backward_fn``: ``(user, n_seq, seq_len, d_logits, d_hooks, stop_grad)``.
+HostBackwardFn = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int64, c_int64, c_void_p,
+                                  ctypes.POINTER(c_void_p), c_void_p)
+#: ``sae_host_backward_from_fn``: ``(user, n_seq, seq_len, seed_hook, seed, d_hooks,
+#: stop_grad)``.
+HostBackwardFromFn = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int64, c_int64, c_int32, c_void_p,
+                                      ctypes.POINTER(c_void_p), c_void_p)
+
+
+class Host(ctypes.Structure):
+    """``sae_host`` (host.h): the callback table of a model."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_hooks", c_int32),
+        ("d_model", c_int64),
+        ("vocab_size", c_int64),
+        ("n_layers", c_int64),
+        ("max_seq_len", c_int64),
+        ("hook_names", ctypes.POINTER(c_char_p)),
+        ("forward", HostForwardFn),
+        ("backward", HostBackwardFn),
+        ("user", c_void_p),
+        ("backward_from", HostBackwardFromFn),
+    ]
+
+
+#: ``sae_graph_progress_fn`` (graph.h): ``int fn(void *user, int64_t done, int64_t total)``.
+GraphProgressFn = ctypes.CFUNCTYPE(c_int32, c_void_p, c_int64, c_int64)
+
+#: ``sae_graph_method`` names.
+GRAPH_METHODS = {"ig": 0, "atp": 1, "exact": 2}
+#: ``sae_graph_ablation`` and ``sae_graph_errors`` names.
+GRAPH_ABLATIONS = {"mean": 0, "zero": 1}
+GRAPH_ERRORS = {"nodes": 0, "keep": 1, "remove": 2}
+
+
+class PromptPairs(ctypes.Structure):
+    """``sae_prompt_pairs`` (graph.h)."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("reserved", c_uint32),
+        ("n_pairs", c_int64),
+        ("offsets", c_void_p),
+        ("clean_tokens", c_void_p),
+        ("patch_tokens", c_void_p),
+        ("clean_answers", c_void_p),
+        ("patch_answers", c_void_p),
+    ]
+
+
+class GraphOptions(ctypes.Structure):
+    """``sae_graph_options`` (graph.h)."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("method", c_int32),
+        ("aggregation", c_int32),
+        ("ig_steps", c_int32),
+        ("node_threshold", c_float),
+        ("edge_threshold", c_float),
+        ("flags", c_uint32),
+        ("n_threads", c_int32),
+        ("batch_size", c_int64),
+        ("metric", c_void_p),
+        ("metric_user", c_void_p),
+        ("progress", GraphProgressFn),
+        ("progress_user", c_void_p),
+        ("allocator", c_void_p),
+    ]
+
+
+class GraphInfo(ctypes.Structure):
+    """``sae_graph_info`` (graph.h)."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("method", c_int32),
+        ("aggregation", c_int32),
+        ("ig_steps", c_int32),
+        ("n_pairs", c_int64),
+        ("n_positions", c_int64),
+        ("node_threshold", c_float),
+        ("edge_threshold", c_float),
+        ("metric_clean", c_double),
+        ("metric_patch", c_double),
+        ("n_nodes", c_int64),
+        ("n_edges", c_int64),
+        ("n_hooks", c_int32),
+        ("reserved", c_uint32),
+    ]
+
+
+class GraphArrays(ctypes.Structure):
+    """``sae_graph_arrays`` (graph.h): borrowed arrays of a graph."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("reserved", c_uint32),
+        ("n_nodes", c_int64),
+        ("n_edges", c_int64),
+        ("node_hooks", c_void_p),
+        ("node_positions", c_void_p),
+        ("node_features", c_void_p),
+        ("node_effects", c_void_p),
+        ("edge_sources", c_void_p),
+        ("edge_targets", c_void_p),
+        ("edge_weights", c_void_p),
+    ]
+
+
+class GraphDotOptions(ctypes.Structure):
+    """``sae_graph_dot_options`` (graph.h)."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("node_threshold", c_float),
+        ("edge_threshold", c_float),
+        ("max_nodes", c_int32),
+    ]
+
+
+class GraphEvalOptions(ctypes.Structure):
+    """``sae_graph_eval_options`` (graph.h)."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("ablation", c_int32),
+        ("errors", c_int32),
+        ("n_threads", c_int32),
+        ("batch_size", c_int64),
+        ("metric", c_void_p),
+        ("metric_user", c_void_p),
+        ("allocator", c_void_p),
+    ]
+
+
+class GraphEval(ctypes.Structure):
+    """``sae_graph_eval`` (graph.h): faithfulness and completeness of a circuit."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("reserved", c_uint32),
+        ("n_nodes", c_int64),
+        ("metric_full", c_double),
+        ("metric_empty", c_double),
+        ("metric_circuit", c_double),
+        ("metric_complement", c_double),
+        ("faithfulness", c_double),
+        ("completeness", c_double),
+    ]
+
+
 def new(cls, **fields):
     """A zeroed ``cls`` (the ``*_INIT`` value) with ``struct_size`` set and ``fields`` applied."""
     value = cls()
