@@ -7,13 +7,15 @@
 #
 # usage: examples/circuits/demo.sh BUILD_DIR SHARED_DATA_DIR WORK_DIR [DOCS_DIR]
 # DOCS_DIR (e.g. docs/circuits) receives the SVGs and the JSON of the curves. Steps whose
-# outputs exist in WORK_DIR (activations, SAEs, exact effects) are not redone.
+# outputs exist in WORK_DIR (activations, SAEs, exact effects) are not redone. PYTHON names a
+# python3 with numpy (default python3).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="$1" data="$2" work="$3" docs="${4:-$3}"
 sae="$build/examples/sae" capture="$build/examples/circuits/circuit_capture"
 model="$data/stories260K.bin" tok="$data/tok512.bin"
 hooks=(resid_pre.0 resid_post.0 resid_post.1 resid_post.2 resid_post.3 resid_post.4)
+python="${PYTHON:-python3}"  # with numpy
 export SAE_LIBRARY="$build/libsae.so" PYTHONPATH="$here/../../bindings/python"
 mkdir -p "$work" "$docs"
 
@@ -31,7 +33,7 @@ for h in "${hooks[@]}"; do
     "$sae" eval "$work/saes/$h" --data "$work/acts/$h.f32" --raw-d 64 --json > "$work/eval_$h.json"
     dicts+=("$h=$work/saes/$h")
 done
-python3 "$here/label_features.py" "$tok" "$work/acts" "$work/labels.tsv" "${dicts[@]}"
+"$python" "$here/label_features.py" "$tok" "$work/acts" "$work/labels.tsv" "${dicts[@]}"
 
 for b in pronoun possessive; do
     # 2. 100 prompt pairs from the template; the first 25 for the comparison with exact patching.
@@ -62,6 +64,6 @@ for b in pronoun possessive; do
     done
 done
 for e in nodes keep; do
-    python3 "$here/plot_curve.py" "$docs/faithfulness.$e.svg" \
+    "$python" "$here/plot_curve.py" "$docs/faithfulness.$e.svg" \
         "pronoun=$docs/pronoun.curve.$e.json" "possessive=$docs/possessive.curve.$e.json"
 done

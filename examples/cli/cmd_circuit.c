@@ -312,9 +312,12 @@ int cmd_circuit(int argc, char **argv)
     if (!(rc = circuit_model_load(&m, c.model, c.tokenizer, c.dicts, c.n_dicts)) &&
         !(rc = circuit_pairs_load(&p, c.pairs, m.tok)) &&
         !(rc = circuit_accuracy(&m, &p, &acc_c, &acc_p))) {
-        printf("pairs: %lld from %s; clean model accuracy: %.1f%% on clean prompts, %.1f%% on "
-               "patch prompts\n", (long long)p.pairs.n_pairs, c.pairs, 100.0 * acc_c,
-               100.0 * acc_p);
+        printf("pairs: %lld from %s", (long long)p.pairs.n_pairs, c.pairs);
+        if (!isnan(acc_c))
+            printf("; clean model accuracy: %.1f%% on clean prompts", 100.0 * acc_c);
+        if (!isnan(acc_p))
+            printf(", %.1f%% on patch prompts", 100.0 * acc_p);
+        printf("\n");
         progress_state ps;
         cli_progress_init(&ps.bar, stderr, 1, "runs");
         ps.start = cli_now_seconds();

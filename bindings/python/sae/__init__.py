@@ -30,6 +30,9 @@ Train one, here on synthetic data with known features::
 Training and evaluation read their rows in C from a :class:`Source` (an array, files on disk,
 or a generator); ``fit`` and ``evaluate`` also take those directly.
 
+Sparse feature circuits (Marks et al.) run in C on a model written in Python: wrap it in a
+:class:`Host` and call :meth:`Graph.attribute` with :class:`PromptPairs` (see sae.graph).
+
 The shared library is found through the ``SAE_LIBRARY`` environment variable, then this
 package's directory, then the system search path. Errors from the library raise
 :class:`SaeError`, whose ``code`` is the negative ``sae_status`` and whose message is the
