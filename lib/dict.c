@@ -278,13 +278,3 @@ int64_t sae_dict_d_in(const sae_dict *d) { return d ? d->config.d_in : 0; }
 int64_t sae_dict_d_sae(const sae_dict *d) { return d ? d->config.d_sae : 0; }
 int64_t sae_dict_k(const sae_dict *d) { return d ? d->config.k : 0; }
 const float *sae_dict_decoder_norms(const sae_dict *d) { return d ? d->decoder_norms : NULL; }
-
-double sae__dict_direction_scale(const sae_dict *d, int64_t j)
-{
-    double mul = 1.0;
-    if (d->config.flags & SAE_DICT_RESCALE_BY_DECODER_NORM)
-        mul /= d->decoder_norms[j];
-    if (d->config.input_norm == SAE_NORM_SCALE)
-        mul /= d->config.act_scale;
-    return mul;
-}

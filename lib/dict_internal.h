@@ -23,9 +23,18 @@ struct sae_dict {
     char *model_name, *hook_name;
 };
 
-/* The model-space effect of a unit code of feature j is sae__dict_direction_scale(d, j) · W_dec[j]:
- * 1/||d_j|| with SAE_DICT_RESCALE_BY_DECODER_NORM, times 1/act_scale with SAE_NORM_SCALE (the
- * scaling undone on the way out); 1 otherwise. Not meaningful for per-row normalisations. */
-double sae__dict_direction_scale(const sae_dict *d, int64_t j);
+/* ---- the dictionary in model space (dict_linear.c) --------------------------------------------
+ * For the input normalisations NONE and SCALE (sae__dict_is_affine) the reconstruction is affine
+ * in the codes and each non-zero code is affine in x:
+ *   x_hat = sum_j f_j d~_j + b~,        d~_j = W_dec[j] / (r_j s),   b~ = b_dec / s,
+ *   where f_j != 0:  df_j/dx = e~_j = s r_j g_j W_enc[:, j],
+ * with s = act_scale (SAE_NORM_SCALE) else 1, r_j = ||d_j|| (SAE_DICT_RESCALE_BY_DECODER_NORM)
+ * else 1, g_j = exp(r_mag_j) (Gated) else 1. The patches' direct path, the supervised exchange
+ * edits and the circuits' node and edge attributions are written in these terms. Each out is
+ * (d_in). */
+bool sae__dict_is_affine(const sae_dict *d);
+void sae__dict_decoder_direction(const sae_dict *d, int64_t j, float *out);
+void sae__dict_encoder_direction(const sae_dict *d, int64_t j, float *out);
+void sae__dict_model_bias(const sae_dict *d, float *out);
 
 #endif /* SAE_DICT_INTERNAL_H */

@@ -139,6 +139,28 @@ SAE_API sae_status sae_host_backward(const sae_host *host, int64_t n_seq, int64_
     return s == SAE_OK ? SAE_OK : host_failed(s, "backward");
 }
 
+SAE_API sae_status sae_host_backward_from(const sae_host *host, int64_t n_seq, int64_t seq_len,
+                                          int32_t seed_hook, const float *seed,
+                                          float *const *d_hooks, const uint8_t *stop_grad)
+{
+    sae_host h;
+    sae_status s = sae__host_read(&h, host);
+    if (s != SAE_OK)
+        return s;
+    if (!h.backward_from)
+        return sae__fail(SAE_EUNSUPPORTED, "this host has no backward pass from a hook point");
+    if (!seed || !d_hooks)
+        return sae__fail(SAE_EINVAL, "sae_host_backward_from: seed or d_hooks is NULL");
+    if (seed_hook < 0 || seed_hook >= h.n_hooks)
+        return sae__fail(SAE_ERANGE, "sae_host_backward_from: seed hook %d is outside [0, %d)",
+                         (int)seed_hook, (int)h.n_hooks);
+    if ((s = check_batch(&h, n_seq, seq_len)) != SAE_OK)
+        return s;
+    sae_clear_error();
+    s = h.backward_from(h.user, n_seq, seq_len, seed_hook, seed, d_hooks, stop_grad);
+    return s == SAE_OK ? SAE_OK : host_failed(s, "backward-from-hook");
+}
+
 /* (n, v) elements without overflow of the buffer size. */
 static sae_status check_logits_shape(int64_t n, int64_t v, const char *what)
 {

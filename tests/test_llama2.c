@@ -1,8 +1,8 @@
 /* test_llama2.c: the llama2.c host (examples/llama2) and the sae_host interface: greedy text of
  * stories260K, batched forward and prompt prefill against KV-cache steps, hook points through
- * sae_host_forward, the backward pass against finite differences (with stop-gradient), the
- * logit metrics, tokenizer round trips with byte fallback, and malformed checkpoints and
- * tokenizers. */
+ * sae_host_forward, the backward pass against finite differences (with stop-gradient, and from a
+ * gradient given at a hook point), the logit metrics, tokenizer round trips with byte fallback,
+ * and malformed checkpoints and tokenizers. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,6 +390,9 @@ typedef struct {
     const uint8_t *freeze;
     const float *clean;
     float *save;
+    int32_t seed_hook;  /* >= 0: the metric is ⟨seed, x at seed_hook⟩ instead of the logits' */
+    const float *seed;
+    double dot;
 } perturb;
 
 static sae_status perturb_hook(void *user, int32_t id, float *x, int64_t n, int64_t ld)
@@ -402,13 +405,20 @@ static sae_status perturb_hook(void *user, int32_t id, float *x, int64_t n, int6
         x[p->idx] += p->delta;
     if (p->save)
         memcpy(p->save + (int64_t)id * BN * BD, x, BN * BD * sizeof(float));
+    if (id == p->seed_hook)
+        for (int i = 0; i < BN * BD; i++)
+            p->dot += (double)p->seed[i] * x[i];
     return SAE_OK;
 }
 
-/* f = Σ logits ⊙ wts (double), after a forward with the perturbation p. */
+/* f = Σ logits ⊙ wts (double), or ⟨seed, x_seed_hook⟩ when p has a seed, after a forward with
+ * the perturbation p. */
 static double metric(const sae_host *host, perturb *p, const float *wts, float *logits)
 {
+    p->dot = 0.0;
     assert_sae_ok(sae_host_forward(host, btokens, BS, BT, logits, perturb_hook, p));
+    if (p->seed_hook >= 0)
+        return p->dot;
     double f = 0.0;
     for (int i = 0; i < BN * BV; i++)
         f += (double)logits[i] * wts[i];
@@ -443,34 +453,44 @@ static double richardson(const sae_host *host, perturb *p, float eps, const floa
 }
 
 /* Gradients of f at all 20 hooks (into grads) against finite differences at 6 coordinates of
- * each hook, with the hooks in `stop` stopped (and frozen in the finite differences). Returns
+ * each hook, with the hooks in `stop` stopped (and frozen in the finite differences); f is
+ * Σ logits ⊙ wts, or ⟨wts, x at seed_hook⟩ through sae_host_backward_from when seed_hook >= 0
+ * (then only the hooks up to it are differenced). Returns
  * the largest relative error. The float32 forward rounds f by ~1e-3 (12 · 512 logits), which
  * with a plain central difference at eps = 1e-2 of the activations' rms costs errors of ~5%;
  * Richardson extrapolation allows eps = 0.2 rms (the truncation error is O(eps⁴)), where the
  * measured worst error is 5e-3 (2e-3 with stops) against 1e-2 allowed. Errors are relative to
  * max(|gradient component|, 0.05 · rms of that hook's gradient), so that components that are
  * tiny by accident are judged on the scale of their hook. */
-static double check_gradients(const sae_host *host, const uint8_t *stop, const float *wts,
-                              float **grads)
+static double check_gradients_from(const sae_host *host, const uint8_t *stop, int32_t seed_hook,
+                                   const float *wts, float **grads)
 {
     float *clean = test_malloc(BHOOKS * BN * BD * sizeof(float));
     float *logits = test_malloc(BN * BV * sizeof(float));
-    perturb p = {-1, 0, 0.0f, NULL, NULL, clean};
+    perturb p = {-1, 0, 0.0f, NULL, NULL, clean, seed_hook, wts, 0.0};
     metric(host, &p, wts, logits); /* records the clean activations; the backward's forward */
-    assert_sae_ok(sae_host_backward(host, BS, BT, wts, grads, stop));
+    if (seed_hook >= 0)
+        assert_sae_ok(sae_host_backward_from(host, BS, BT, seed_hook, wts, grads, stop));
+    else
+        assert_sae_ok(sae_host_backward(host, BS, BT, wts, grads, stop));
     uint32_t rng = 7;
     double worst = 0.0;
+    /* ⟨seed, x⟩ at an inner hook bends more than the logits do: a smaller step (errors up to
+     * 1.6e-2 at 0.2 rms, 3e-3 at 0.1 rms). */
+    const double eps_rms = seed_hook >= 0 ? 0.1 : 0.2;
     p.save = NULL;
     p.freeze = stop;
     p.clean = clean;
-    for (int32_t h = 0; h < BHOOKS; h++) {
+    /* Hooks after a seed get exact zeros (checked by the caller): no differences needed. */
+    const int32_t last = seed_hook >= 0 ? seed_hook : BHOOKS - 1;
+    for (int32_t h = 0; h <= last; h++) {
         const float *x = clean + (int64_t)h * BN * BD;
         double ss = 0.0, gs = 0.0;
         for (int i = 0; i < BN * BD; i++) {
             ss += (double)x[i] * x[i];
             gs += (double)grads[h][i] * grads[h][i];
         }
-        float eps = (float)(0.2 * sqrt(ss / (BN * BD)));
+        float eps = (float)(eps_rms * sqrt(ss / (BN * BD)));
         double gscale = 0.05 * sqrt(gs / (BN * BD));
         for (int c = 0; c < 6; c++) {
             p.at = h;
@@ -490,6 +510,12 @@ static double check_gradients(const sae_host *host, const uint8_t *stop, const f
     test_free(clean);
     test_free(logits);
     return worst;
+}
+
+static double check_gradients(const sae_host *host, const uint8_t *stop, const float *wts,
+                              float **grads)
+{
+    return check_gradients_from(host, stop, -1, wts, grads);
 }
 
 static float *random_weights(void)
@@ -556,7 +582,7 @@ static void test_backward_stop_grad(void **state)
      * then gets only the final norm and classifier — exactly the gradient at resid_post.4 —
      * while without stops it differs. */
     float *logits = test_malloc(BN * BV * sizeof(float));
-    perturb p = {-1, 0, 0.0f, NULL, NULL, NULL};
+    perturb p = {-1, 0, 0.0f, NULL, NULL, NULL, -1, NULL, 0.0};
     metric(&host, &p, wts, logits);
     memset(stop, 0, sizeof stop);
     stop[10] = stop[13] = stop[14] = stop[17] = stop[18] = 1;
@@ -593,6 +619,46 @@ static void test_backward_stop_grad(void **state)
     free_grads(grads);
     free_grads(full);
     test_free(wts);
+    llama2_model_free(m);
+}
+
+/* The backward from a hook point (seeded at a residual hook and at a branch output, with and
+ * without stops) against finite differences of ⟨seed, x_seed⟩; hooks after the seed get zeros. */
+static void test_backward_from_hook(void **state)
+{
+    llama2_model *m = load_model();
+    sae_host host;
+    llama2_model_host(m, &host);
+    float *seed = random_weights();
+    float **grads = alloc_grads();
+    uint8_t stop[BHOOKS] = {0};
+    stop[5] = stop[7] = 1; /* attn_out.1, resid_post.1 */
+    const struct { int32_t hook; const uint8_t *stop; } cases[] = {
+        {11, NULL}, {14, NULL}, {9, stop}, {13, stop}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        double worst = check_gradients_from(&host, cases[c].stop, cases[c].hook, seed, grads);
+        print_message("backward from hook %d%s vs finite differences: worst relative error "
+                      "%.3g\n", (int)cases[c].hook, cases[c].stop ? " (stops)" : "", worst);
+        assert_true(worst < 1e-2);
+        assert_memory_equal(grads[cases[c].hook], seed, BN * BD * sizeof(float));
+        for (int h = cases[c].hook + 1; h < BHOOKS; h++)
+            for (int i = 0; i < BN * BD; i++)
+                assert_true(grads[h][i] == 0.0f);
+    }
+    /* With resid_post.1 stopped nothing reaches layer 1 and below. */
+    for (int h = 0; h < 7; h++)
+        for (int i = 0; i < BN * BD; i++)
+            assert_true(grads[h][i] == 0.0f);
+    assert_int_equal(sae_host_backward_from(&host, BS, BT, BHOOKS, seed, grads, NULL),
+                     SAE_ERANGE);
+    assert_int_equal(sae_host_backward_from(&host, BS + 1, BT, 3, seed, grads, NULL),
+                     SAE_ESHAPE);
+    sae_host none = host;
+    none.backward_from = NULL;
+    assert_int_equal(sae_host_backward_from(&none, BS, BT, 3, seed, grads, NULL),
+                     SAE_EUNSUPPORTED);
+    free_grads(grads);
+    test_free(seed);
     llama2_model_free(m);
 }
 
@@ -650,7 +716,7 @@ static void test_logit_metrics(void **state)
     assert_sae_ok(sae_logits_ce(&ce, dl, logits, next, BN, BV));
     float *d_hooks[BHOOKS] = {g};
     assert_sae_ok(sae_host_backward(&host, BS, BT, dl, d_hooks, NULL));
-    perturb p = {0, 0, 0.0f, NULL, NULL, NULL};
+    perturb p = {0, 0, 0.0f, NULL, NULL, NULL, -1, NULL, 0.0};
     uint32_t rng = 11;
     for (int c = 0; c < 4; c++) {
         float hi, lo;
@@ -796,6 +862,7 @@ int main(void)
         cmocka_unit_test(test_host_hooks),
         cmocka_unit_test(test_backward_finite_differences),
         cmocka_unit_test(test_backward_stop_grad),
+        cmocka_unit_test(test_backward_from_hook),
         cmocka_unit_test(test_logit_metrics),
         cmocka_unit_test(test_tokenizer_round_trip),
         cmocka_unit_test(test_bad_checkpoint),

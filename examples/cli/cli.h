@@ -26,6 +26,7 @@ int cmd_capture(int argc, char **argv);
 int cmd_evaluate_task(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_coherence(int argc, char **argv);
+int cmd_circuit(int argc, char **argv);
 
 /* ---- errors (util.c) ------------------------------------------------------------------- */
 

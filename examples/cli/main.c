@@ -21,6 +21,7 @@ static const struct {
      "judge SAEs against supervised dictionaries on a labelled task (Makelov et al.)"},
     {"generate", cmd_generate, "generate text with a llama2.c model, optionally steered by an SAE"},
     {"coherence", cmd_coherence, "decoder coherence: max, mean |cos|, Welch bound, effective rank"},
+    {"circuit", cmd_circuit, "discover and evaluate sparse feature circuits on a llama2.c model"},
     {"version", cmd_version, "print the library version and BLAS kernels"},
 };
 

@@ -70,8 +70,11 @@ void cli_progress_draw(cli_progress *p, int64_t done, double elapsed, double rat
                        const char *fields)
 {
     const double frac = done >= p->total ? 1.0 : (double)done / (double)p->total;
-    char rate_s[32], eta_s[32], elapsed_s[32], line[512];
-    cli_format_si(rate_s, sizeof rate_s, rate);
+    char rate_s[40] = "", eta_s[32], elapsed_s[32], line[512];
+    if (rate > 0) { /* no rate (work not counted in tokens): no field */
+        cli_format_si(rate_s, sizeof rate_s - 8, rate);
+        strcat(rate_s, " tok/s  ");
+    }
     cli_format_duration(eta_s, sizeof eta_s, done > 0 ? elapsed * (1 - frac) / frac : -1);
     cli_format_duration(elapsed_s, sizeof elapsed_s, elapsed);
     if (p->tty) {
@@ -80,7 +83,7 @@ void cli_progress_draw(cli_progress *p, int64_t done, double elapsed, double rat
         for (int i = 0; i < BAR_WIDTH; i++)
             bar[i] = i < filled ? '#' : '.';
         bar[BAR_WIDTH] = '\0';
-        snprintf(line, sizeof line, "[%s] %3d%%  %lld/%lld %s  %s tok/s  ETA %s  %s", bar,
+        snprintf(line, sizeof line, "[%s] %3d%%  %lld/%lld %s  %sETA %s  %s", bar,
                  (int)(100 * frac), (long long)done, (long long)p->total, p->unit, rate_s,
                  eta_s, fields);
         /* Cut to the terminal so that the line never wraps (a wrapped line cannot be redrawn
@@ -91,7 +94,7 @@ void cli_progress_draw(cli_progress *p, int64_t done, double elapsed, double rat
         fprintf(p->out, "\r%s\033[K", line);
         p->drawn = true;
     } else {
-        fprintf(p->out, "%lld/%lld %s (%d%%)  %s tok/s  elapsed %s  ETA %s  %s\n",
+        fprintf(p->out, "%lld/%lld %s (%d%%)  %selapsed %s  ETA %s  %s\n",
                 (long long)done, (long long)p->total, p->unit, (int)(100 * frac), rate_s,
                 elapsed_s, eta_s, fields);
         p->last_tenth = done * 10 / p->total;

@@ -30,8 +30,8 @@ void cli_progress_init(cli_progress *p, FILE *out, int64_t total, const char *un
  * Callers may gather statistics between due lines and show their mean. */
 bool cli_progress_due(const cli_progress *p, int64_t done, double elapsed);
 
-/* Draw the line for `done` units, `rate` tokens per second, and the caller's `fields`
- * ("loss 0.41  L0 32.0  FVU 0.12"). */
+/* Draw the line for `done` units, `rate` tokens per second (0: not shown), and the caller's
+ * `fields` ("loss 0.41  L0 32.0  FVU 0.12"). */
 void cli_progress_draw(cli_progress *p, int64_t done, double elapsed, double rate,
                        const char *fields);
 

@@ -13,7 +13,9 @@
  *   attn_out.l   gets g_mid;      g_pre  = g_mid + Attn'ᵀ g_mid (the second term unless stopped)
  *   resid_pre.l  gets g_pre;      g (for layer l - 1) = g_pre (0 if resid_pre.l is stopped)
  * So a stopped hook receives the gradient arriving at it but passes none to what computed it:
- * gradients upstream of it come only from paths avoiding it. */
+ * gradients upstream of it come only from paths avoiding it. The backward from a hook point
+ * (llama2_model_backward_from) is the same loop with g = 0 above the seed, the seed added to g
+ * at resid_pre / resid_post and to g_mid's copy entering the branch at attn_out / mlp_out. */
 #include <math.h>
 #include <string.h>
 
@@ -157,18 +159,26 @@ static void deliver(float *const *d_hooks, int64_t id, const float *g, int64_t c
 
 static int stopped(const uint8_t *stop_grad, int64_t id) { return stop_grad && stop_grad[id]; }
 
-sae_status llama2_model_backward(llama2_model *m, int64_t n_seq, int64_t seq_len,
-                                 const float *d_logits, float *const *d_hooks,
-                                 const uint8_t *stop_grad)
+/* g (count) += seed. */
+static void add_seed(float *g, const float *seed, int64_t count)
 {
-    if (!m || !d_logits || !d_hooks)
-        return llama2__fail(SAE_EINVAL, "llama2_model_backward: model, d_logits or d_hooks is "
-                            "NULL");
+    for (int64_t i = 0; i < count; i++)
+        g[i] += seed[i];
+}
+
+/* The gradient of ⟨d_logits, logits⟩ (d_logits may be NULL: zero) plus ⟨seed, x_seed_hook⟩
+ * (seed_hook -1: none) at the wanted hooks. The seed joins the gradient where its hook sits: on
+ * the residual stream for resid_pre / resid_post, on the branch output only for attn_out /
+ * mlp_out (it flows into the branch, not into the skip connection). */
+static sae_status backward(llama2_model *m, int64_t n_seq, int64_t seq_len, const float *d_logits,
+                           int64_t seed_hook, const float *seed, float *const *d_hooks,
+                           const uint8_t *stop_grad)
+{
     if (m->tape_n_seq == 0)
-        return llama2__fail(SAE_EINVAL, "llama2_model_backward: no forward pass to "
-                            "differentiate (none yet, or the last one failed)");
+        return llama2__fail(SAE_EINVAL, "llama2 backward: no forward pass to differentiate "
+                            "(none yet, or the last one failed)");
     if (n_seq != m->tape_n_seq || seq_len != m->tape_seq_len)
-        return llama2__fail(SAE_ESHAPE, "llama2_model_backward of %lld x %lld tokens, but the "
+        return llama2__fail(SAE_ESHAPE, "llama2 backward of %lld x %lld tokens, but the "
                             "last forward had %lld x %lld", (long long)n_seq,
                             (long long)seq_len, (long long)m->tape_n_seq,
                             (long long)m->tape_seq_len);
@@ -195,36 +205,69 @@ sae_status llama2_model_backward(llama2_model *m, int64_t n_seq, int64_t seq_len
         if (!(*bufs[i] = llama2__alloc(a, (size_t)sizes[i], sizeof(float))))
             s = SAE_ENOMEM;
     if (s == SAE_OK) {
-        /* Final norm and classifier: logits = rmsnorm(x) · Wclsᵀ. */
         const float *tape = m->tape;
-        memset(w.dxb, 0, (size_t)(n * D) * sizeof(float));
-        matmul_back(w.dxb, d_logits, m->wcls, n, c->vocab_size, D);
-        memset(w.g, 0, (size_t)(n * D) * sizeof(float));
-        rmsnorm_back(w.g, w.dxb, tape + 2 * L * n * D, m->rms_final, n, D);
-        int live = 1; /* g may be non-zero */
+        const size_t bytes = (size_t)(n * D) * sizeof(float);
+        memset(w.g, 0, bytes);
+        int live = d_logits != NULL; /* g may be non-zero */
+        if (d_logits) {
+            /* Final norm and classifier: logits = rmsnorm(x) · Wclsᵀ. */
+            memset(w.dxb, 0, bytes);
+            matmul_back(w.dxb, d_logits, m->wcls, n, c->vocab_size, D);
+            rmsnorm_back(w.g, w.dxb, tape + 2 * L * n * D, m->rms_final, n, D);
+        }
         for (int64_t l = L - 1; l >= 0 && 4 * l + 3 >= lowest; l--) {
             const float *x0 = tape + 2 * l * n * D, *x1 = tape + (2 * l + 1) * n * D;
             int64_t pre = 4 * l + LLAMA2_HOOK_RESID_PRE, att = 4 * l + LLAMA2_HOOK_ATTN_OUT;
             int64_t mlp = 4 * l + LLAMA2_HOOK_MLP_OUT, post = 4 * l + LLAMA2_HOOK_RESID_POST;
+            if (post == seed_hook)
+                add_seed(w.g, seed, n * D), live = 1;
             deliver(d_hooks, post, w.g, n * D);
             if (stopped(stop_grad, post))
-                live = 0, memset(w.g, 0, (size_t)(n * D) * sizeof(float));
-            deliver(d_hooks, mlp, w.g, n * D);
-            if (live && !stopped(stop_grad, mlp) && mlp > lowest) {
-                memcpy(w.gm, w.g, (size_t)(n * D) * sizeof(float));
-                mlp_back(m, &w, w.g, w.gm, x1, l, n);
-            }
-            deliver(d_hooks, att, w.g, n * D);
-            if (live && !stopped(stop_grad, att) && att > lowest) {
-                memcpy(w.gm, w.g, (size_t)(n * D) * sizeof(float));
-                attention_back(m, &w, w.g, w.gm, x0, l, n_seq, seq_len);
-            }
+                live = 0, memset(w.g, 0, bytes);
+            /* gm: the gradient at the branch output (the stream's, plus a seed there). */
+            memcpy(w.gm, w.g, bytes);
+            if (mlp == seed_hook)
+                add_seed(w.gm, seed, n * D);
+            deliver(d_hooks, mlp, w.gm, n * D);
+            if ((live || mlp == seed_hook) && !stopped(stop_grad, mlp) && mlp > lowest)
+                mlp_back(m, &w, w.g, w.gm, x1, l, n), live = 1;
+            memcpy(w.gm, w.g, bytes);
+            if (att == seed_hook)
+                add_seed(w.gm, seed, n * D);
+            deliver(d_hooks, att, w.gm, n * D);
+            if ((live || att == seed_hook) && !stopped(stop_grad, att) && att > lowest)
+                attention_back(m, &w, w.g, w.gm, x0, l, n_seq, seq_len), live = 1;
+            if (pre == seed_hook)
+                add_seed(w.g, seed, n * D), live = 1;
             deliver(d_hooks, pre, w.g, n * D);
             if (stopped(stop_grad, pre))
-                live = 0, memset(w.g, 0, (size_t)(n * D) * sizeof(float));
+                live = 0, memset(w.g, 0, bytes);
         }
     }
     for (int i = 0; i < NBUF; i++)
         a->free(*bufs[i], a->user);
     return s;
+}
+
+sae_status llama2_model_backward(llama2_model *m, int64_t n_seq, int64_t seq_len,
+                                 const float *d_logits, float *const *d_hooks,
+                                 const uint8_t *stop_grad)
+{
+    if (!m || !d_logits || !d_hooks)
+        return llama2__fail(SAE_EINVAL, "llama2_model_backward: model, d_logits or d_hooks is "
+                            "NULL");
+    return backward(m, n_seq, seq_len, d_logits, -1, NULL, d_hooks, stop_grad);
+}
+
+sae_status llama2_model_backward_from(llama2_model *m, int64_t n_seq, int64_t seq_len,
+                                      int32_t seed_hook, const float *seed,
+                                      float *const *d_hooks, const uint8_t *stop_grad)
+{
+    if (!m || !seed || !d_hooks)
+        return llama2__fail(SAE_EINVAL, "llama2_model_backward_from: model, seed or d_hooks is "
+                            "NULL");
+    if (seed_hook < 0 || seed_hook >= 4 * m->c.n_layers)
+        return llama2__fail(SAE_ERANGE, "llama2_model_backward_from: seed hook %d is outside "
+                            "[0, %d)", (int)seed_hook, 4 * m->c.n_layers);
+    return backward(m, n_seq, seq_len, NULL, seed_hook, seed, d_hooks, stop_grad);
 }

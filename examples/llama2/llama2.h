@@ -81,8 +81,17 @@ sae_status llama2_model_backward(llama2_model *m, int64_t n_seq, int64_t seq_len
                                  const float *d_logits, float *const *d_hooks,
                                  const uint8_t *stop_grad);
 
-/* The model as a libsae host with forward and backward (borrowed: the model must outlive the
- * table). */
+/* The backward pass of the last llama2_model_forward from a gradient `seed`
+ * ((n_seq · seq_len, dim)) given at hook point seed_hook instead of on the logits: the gradient of
+ * ⟨seed, x_seed_hook⟩ at the wanted hooks, with the rules of llama2_model_backward
+ * (sae_host_backward_from_fn in host.h). Cost: the layers from the seed's down to the lowest
+ * wanted hook. SAE_ERANGE for a seed hook outside [0, 4 n_layers). */
+sae_status llama2_model_backward_from(llama2_model *m, int64_t n_seq, int64_t seq_len,
+                                      int32_t seed_hook, const float *seed,
+                                      float *const *d_hooks, const uint8_t *stop_grad);
+
+/* The model as a libsae host with forward, backward and backward_from (borrowed: the model must
+ * outlive the table). */
 void llama2_model_host(llama2_model *m, sae_host *out);
 
 /* Token-by-token generation with a KV cache: each step runs `token` at the next position (0,

@@ -198,6 +198,13 @@ static sae_status host_backward(void *user, int64_t n_seq, int64_t seq_len,
     return llama2_model_backward(user, n_seq, seq_len, d_logits, d_hooks, stop_grad);
 }
 
+static sae_status host_backward_from(void *user, int64_t n_seq, int64_t seq_len,
+                                     int32_t seed_hook, const float *seed, float *const *d_hooks,
+                                     const uint8_t *stop_grad)
+{
+    return llama2_model_backward_from(user, n_seq, seq_len, seed_hook, seed, d_hooks, stop_grad);
+}
+
 void llama2_model_host(llama2_model *m, sae_host *out)
 {
     *out = (sae_host)SAE_HOST_INIT;
@@ -209,5 +216,6 @@ void llama2_model_host(llama2_model *m, sae_host *out)
     out->hook_names = m->hook_names;
     out->forward = host_forward;
     out->backward = host_backward;
+    out->backward_from = host_backward_from;
     out->user = m;
 }

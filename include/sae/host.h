@@ -85,6 +85,32 @@ typedef sae_status (*sae_host_backward_fn)(void *user, int64_t n_seq, int64_t se
                                            const uint8_t *stop_grad);
 
 /**
+ * @brief The backward pass of a host from a gradient given at one hook point, for the batch of
+ *        its last forward pass (optional; the edges of a circuit need it).
+ *
+ * The gradient of the scalar ⟨seed, x_s⟩, x_s the activations at hook @p seed_hook in the last
+ * forward, with respect to the activations at the other hook points: what sae_host_backward()
+ * computes when the loss is ⟨seed, x_s⟩ instead of a function of the logits. The same rules
+ * hold: hooks count as the identity, a stopped hook receives the gradient arriving at it and
+ * passes none on (stopping @p seed_hook itself passes nothing on). d_hooks[seed_hook] receives
+ * the seed; hook points that x_s does not depend on (those after it) receive zeros. At a hook
+ * whose activations are added to a stream (`attn_out.L`, `mlp_out.L`), the seed flows into what
+ * computed them only, not into the stream they are added to.
+ * @param[in] user @ref sae_host.user.
+ * @param[in] n_seq Sequences of the last forward (checked by the host).
+ * @param[in] seq_len Tokens per sequence of the last forward (checked by the host).
+ * @param[in] seed_hook The hook point of the seed, in [0, n_hooks).
+ * @param[in] seed (n_seq · seq_len, d_model) the gradient given at @p seed_hook.
+ * @param[out] d_hooks (n_hooks) pointers: NULL or (n_seq · seq_len, d_model) buffers.
+ * @param[in] stop_grad (n_hooks) flags, or NULL.
+ * @return ::SAE_OK or an error.
+ */
+typedef sae_status (*sae_host_backward_from_fn)(void *user, int64_t n_seq, int64_t seq_len,
+                                                int32_t seed_hook, const float *seed,
+                                                float *const *d_hooks,
+                                                const uint8_t *stop_grad);
+
+/**
  * @brief A model as libsae sees it. Initialise with ::SAE_HOST_INIT, then fill in every field.
  *
  * The library reads min(struct_size, sizeof(sae_host)) bytes, so an older caller's table still
@@ -101,11 +127,12 @@ typedef struct sae_host {
     const char *const *hook_names;   /**< (n_hooks) distinct NUL-terminated names. */
     sae_host_forward_fn forward;     /**< The forward pass (required). */
     sae_host_backward_fn backward;   /**< The backward pass, or NULL if the host has none. */
-    void *user;                      /**< Passed to both callbacks. */
+    void *user;                      /**< Passed to the callbacks. */
+    sae_host_backward_from_fn backward_from; /**< Backward from a hook point, or NULL. */
 } sae_host;
 
 /** @brief Initialiser for ::sae_host (everything else zero / NULL). */
-#define SAE_HOST_INIT {sizeof(sae_host), 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL}
+#define SAE_HOST_INIT {sizeof(sae_host), 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL}
 
 /**
  * @brief Check a host table: struct_size, positive dimensions, a forward callback, and
@@ -157,6 +184,23 @@ SAE_API sae_status sae_host_forward(const sae_host *host, const int32_t *tokens,
 SAE_API sae_status sae_host_backward(const sae_host *host, int64_t n_seq, int64_t seq_len,
                                      const float *d_logits, float *const *d_hooks,
                                      const uint8_t *stop_grad);
+
+/**
+ * @brief Run the host's backward pass from a gradient at a hook point (see
+ *        ::sae_host_backward_from_fn) for its last forward pass, after checking the arguments.
+ * @param[in] host The table.
+ * @param[in] n_seq Sequences of the last forward.
+ * @param[in] seq_len Tokens per sequence of the last forward.
+ * @param[in] seed_hook The hook point of the seed, in [0, n_hooks).
+ * @param[in] seed (n_seq · seq_len, d_model) gradient at @p seed_hook.
+ * @param[out] d_hooks (n_hooks) pointers, NULL or (n_seq · seq_len, d_model) buffers.
+ * @param[in] stop_grad (n_hooks) flags, or NULL for none.
+ * @return ::SAE_OK, ::SAE_EINVAL, ::SAE_ESHAPE, ::SAE_ERANGE (seed_hook), ::SAE_EUNSUPPORTED
+ *         (no backward_from callback), or the error of the host.
+ */
+SAE_API sae_status sae_host_backward_from(const sae_host *host, int64_t n_seq, int64_t seq_len,
+                                          int32_t seed_hook, const float *seed,
+                                          float *const *d_hooks, const uint8_t *stop_grad);
 
 /**
  * @brief Mean cross-entropy of logits at target tokens, and its gradient on the logits: the

@@ -10,8 +10,9 @@
  * ground-truth data and its metrics (@ref synth), orthogonality of decoders (@ref ortho),
  * training (@ref trainer), evaluation (@ref eval),
  * language models reached through callback tables (@ref host), their activations captured,
- * streamed into training and spliced back to measure the loss recovered (@ref capture), and the
- * core utilities they build on (@ref core).
+ * streamed into training and spliced back to measure the loss recovered (@ref capture), feature
+ * circuits discovered and evaluated through them (@ref graph), and the core utilities they build
+ * on (@ref core).
  */
 #ifndef SAE_SAE_H
 #define SAE_SAE_H
@@ -21,6 +22,7 @@
 #include "dict.h"
 #include "encoder.h"
 #include "eval.h"
+#include "graph.h"
 #include "host.h"
 #include "io.h"
 #include "ortho.h"

@@ -56,14 +56,9 @@ static sae_status create_edit(sae_patch **out, int32_t kind, const sae_dict *dic
         s = sae__fail(SAE_ENUMERIC, "feature edit: the new code of feature %d (target row %lld) "
                                     "is not finite", p->feat[bad % n_feat],
                       (long long)(bad / n_feat));
-    /* Direct path: d~_j = W_dec[j] / ||d_j|| (codes rescaled by the decoder norm) / act_scale
-     * (SAE_NORM_SCALE undone on the way out), the model-space effect of a unit code. */
-    for (int64_t a = 0; p->dirs && a < n_feat && s == SAE_OK; a++) {
-        double mul = sae__dict_direction_scale(dict, p->feat[a]);
-        const float *row = dict->W_dec + (int64_t)p->feat[a] * d_in;
-        for (int64_t i = 0; i < d_in; i++)
-            p->dirs[a * d_in + i] = (float)(mul * row[i]);
-    }
+    /* Direct path: d~_j, the model-space effect of a unit code (dict_internal.h). */
+    for (int64_t a = 0; p->dirs && a < n_feat && s == SAE_OK; a++)
+        sae__dict_decoder_direction(dict, p->feat[a], p->dirs + a * d_in);
     sae__free(p->allocator, seen);
     if (s != SAE_OK) {
         sae_patch_free(p);

@@ -6,16 +6,13 @@
 #include "../dict_internal.h"
 #include "supervised_internal.h"
 
-/* Model-space directions d~_j = scale_j W_dec[j], (d_sae, d_in). */
+/* Model-space directions d~_j (dict_internal.h), (d_sae, d_in). */
 static float *model_directions(const sae_dict *dict, const sae_allocator *al)
 {
     const int64_t F = dict->config.d_sae, d = dict->config.d_in;
     float *dirs = sae__alloc_array(al, (size_t)(F * d), sizeof(float));
-    for (int64_t j = 0; dirs && j < F; j++) {
-        double mul = sae__dict_direction_scale(dict, j);
-        for (int64_t i = 0; i < d; i++)
-            dirs[j * d + i] = (float)(mul * dict->W_dec[j * d + i]);
-    }
+    for (int64_t j = 0; dirs && j < F; j++)
+        sae__dict_decoder_direction(dict, j, dirs + j * d);
     return dirs;
 }
 

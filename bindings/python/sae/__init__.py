@@ -32,6 +32,9 @@ a generator, or a model run as it is read: :meth:`Source.from_host`); ``fit`` an
 also take those directly. :func:`capture` writes a model's activations to a file and
 :func:`loss_recovered` scores a dictionary spliced into the model.
 
+Sparse feature circuits (Marks et al.) are discovered in C on any :class:`Host` (a model
+written in Python, or :class:`Llama2`): :meth:`Graph.attribute` with :class:`PromptPairs`.
+
 The shared library is found through the ``SAE_LIBRARY`` environment variable, then this
 package's directory, then the system search path. Errors from the library raise
 :class:`SaeError`, whose ``code`` is the negative ``sae_status`` and whose message is the
@@ -54,6 +57,7 @@ from .host import Host, logits_ce, logits_diff
 from .patch import Patch, export_control_vector, steering_direction
 from .llama2 import Llama2
 from .capture import LossRecovered, capture, loss_recovered
+from .graph import Graph, GraphEval, PromptPairs
 
 __all__ = ["load", "Dictionary", "SparseCodes", "SaeError", "version", "blas_kernels",
            "default_threads", "detect_format", "load_file", "load_metadata", "save_file",
@@ -62,7 +66,8 @@ __all__ = ["load", "Dictionary", "SparseCodes", "SaeError", "version", "blas_ker
            "feature_f1", "f1_top", "feature_weights", "feature_exchange", "prompts_run",
            "prompts_approximation", "Host", "Patch",
            "Llama2", "logits_ce", "logits_diff", "steering_direction", "export_control_vector",
-           "capture", "loss_recovered", "LossRecovered", "Ortho"]
+           "capture", "loss_recovered", "LossRecovered", "Ortho", "Graph", "GraphEval",
+           "PromptPairs"]
 
 
 def version():

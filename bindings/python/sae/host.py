@@ -4,8 +4,9 @@ A host runs token batches with *hook points* (named places where a ``(n_tokens, 
 buffer of activations passes by) and, optionally, takes gradients at them. libsae calls it
 through a table of callbacks, the ``sae_host``. This module builds that table for a model
 written in Python (subclass :class:`Host`), and runs any host, Python or C (such as
-:class:`sae.Llama2`), with patches installed at its hook points (:meth:`Host.run`) or backward
-from a gradient on the logits (:meth:`Host.grad`).
+:class:`sae.Llama2`), with patches installed at its hook points (:meth:`Host.run`), backward
+from a gradient on the logits (:meth:`Host.grad`) or from one at a hook point
+(:meth:`Host.grad_from`).
 """
 
 import ctypes
@@ -114,6 +115,11 @@ class Host:
       whose activations count as constants (the gradient arriving there is still returned
       for them, but none flows on upstream). Return a mapping from every wanted name to its
       gradient, (n_seq, seq_len, d_model) or (n_tokens, d_model). Hooks count as the identity.
+    - optionally ``backward_from(seed_hook, seed, wanted, stop_grad)``, the same for the loss
+      ``sum(seed * x)``, ``x`` the activations at hook point ``seed_hook`` in the last forward
+      and ``seed`` (n_seq, seq_len, d_model) (host.h, ``sae_host_backward_from_fn``): the
+      direct-path gradients that the circuits' edges need. ``wanted`` may include
+      ``seed_hook`` (its gradient is the seed) and hooks after it (zeros).
 
     Every libsae function that takes a host then runs it: :meth:`run`, :meth:`grad` and the
     C functions built on ``sae_host_forward`` / ``sae_host_backward``. Call those through
@@ -137,6 +143,9 @@ class Host:
         if getattr(self, "backward", None) is not None:
             self._backward_c = _hs.HostBackwardFn(self._c_backward)
             table.backward = self._backward_c
+        if getattr(self, "backward_from", None) is not None:
+            self._backward_from_c = _hs.HostBackwardFromFn(self._c_backward_from)
+            table.backward_from = self._backward_from_c
         lib.sae_host_check(table)  # dimensions, distinct non-empty names
         self._set_table(table)
 
@@ -157,6 +166,10 @@ class Host:
     #: one (see the class); None: the host has no backward pass.
     backward = None
 
+    #: ``backward_from(seed_hook, seed, wanted, stop_grad) -> {name: gradient}`` in a subclass
+    #: that has one (see the class); None: the host has none.
+    backward_from = None
+
     # ---- the model -----------------------------------------------------------------------------
 
     @property
@@ -174,6 +187,9 @@ class Host:
                            doc="Longest sequence a forward pass accepts.")
     has_backward = property(lambda self: bool(self.table.backward),
                             doc="Whether the host has a backward pass (:meth:`grad`).")
+    has_backward_from = property(lambda self: bool(self.table.backward_from),
+                                 doc="Whether the host has a backward pass from a hook point "
+                                     "(:meth:`grad_from`).")
 
     def hook_id(self, name):
         """The id of hook point ``name`` (its index in :attr:`hook_names`); SaeError (code
@@ -245,17 +261,47 @@ class Host:
             raise ValueError("d_logits has shape %s, expected (n_seq, seq_len, %d)"
                              % (d.shape, self.vocab_size))
         n_seq, seq_len = (1,) + d.shape[:1] if d.ndim == 2 else d.shape[:2]
+        grads, pointers, stop = self._gradient_buffers(d.shape[:-1], hooks, stop_grad)
+        self.call(lib.sae_host_backward, self.table, n_seq, seq_len, d.ctypes.data,
+                  ctypes.addressof(pointers), stop.ctypes.data)
+        return grads
+
+    def grad_from(self, seed_hook, seed, hooks, stop_grad=()):
+        """Backward pass from a gradient at a hook point, for the batch of the last :meth:`run`
+        (sae_host_backward_from): the gradient of ``sum(seed * x)``, ``x`` the activations at
+        ``seed_hook``.
+
+        Args:
+            seed_hook: name of the hook point of the seed.
+            seed: (n_seq, seq_len, d_model) or (seq_len, d_model) float array.
+            hooks, stop_grad: as in :meth:`grad`.
+
+        Returns:
+            dict from each name in ``hooks`` to its float32 gradient, shaped like ``seed``.
+        """
+        s = np.ascontiguousarray(seed, dtype=np.float32)
+        if s.ndim not in (2, 3) or s.shape[-1] != self.d_model:
+            raise ValueError("seed has shape %s, expected (n_seq, seq_len, %d)"
+                             % (s.shape, self.d_model))
+        n_seq, seq_len = (1,) + s.shape[:1] if s.ndim == 2 else s.shape[:2]
+        grads, pointers, stop = self._gradient_buffers(s.shape[:-1], hooks, stop_grad)
+        self.call(lib.sae_host_backward_from, self.table, n_seq, seq_len,
+                  self.hook_id(seed_hook), s.ctypes.data, ctypes.addressof(pointers),
+                  stop.ctypes.data)
+        return grads
+
+    def _gradient_buffers(self, lead, hooks, stop_grad):
+        """Zeroed gradients of shape ``lead + (d_model,)`` for ``hooks``, the (n_hooks) table of
+        their addresses and the stop_grad flags, as sae_host_backward(_from) take them."""
         n_hooks = len(self._names)
-        grads = {name: np.zeros(d.shape[:-1] + (self.d_model,), np.float32) for name in hooks}
+        grads = {name: np.zeros(tuple(lead) + (self.d_model,), np.float32) for name in hooks}
         pointers = (ctypes.c_void_p * max(n_hooks, 1))()
         for name, g in grads.items():
             pointers[self.hook_id(name)] = g.ctypes.data
         stop = np.zeros(max(n_hooks, 1), np.uint8)
         for name in stop_grad:
             stop[self.hook_id(name)] = 1
-        self.call(lib.sae_host_backward, self.table, n_seq, seq_len, d.ctypes.data,
-                  ctypes.addressof(pointers), stop.ctypes.data)
-        return grads
+        return grads, pointers, stop
 
     # ---- the C callbacks of a Python host ------------------------------------------------------
 
@@ -281,31 +327,44 @@ class Host:
             return _report(guard, exc, "%s.forward" % type(self).__name__)
 
     def _c_backward(self, user, n_seq, seq_len, d_logits, d_hooks, stop_grad):
+        def args():
+            d = _arrays.copy_from(d_logits, n_seq * seq_len * self.vocab_size, np.float32)
+            return (d.reshape(n_seq, seq_len, self.vocab_size),)
+        return self._run_backward("backward", args, n_seq, seq_len, d_hooks, stop_grad)
+
+    def _c_backward_from(self, user, n_seq, seq_len, seed_hook, seed, d_hooks, stop_grad):
+        def args():
+            s = _arrays.copy_from(seed, n_seq * seq_len * self.d_model, np.float32)
+            return self._names[seed_hook], s.reshape(n_seq, seq_len, self.d_model)
+        return self._run_backward("backward_from", args, n_seq, seq_len, d_hooks, stop_grad)
+
+    def _run_backward(self, method, args, n_seq, seq_len, d_hooks, stop_grad):
+        """Call ``self.<method>(*args(), wanted, stops)`` and copy its gradients into the C
+        buffers ``d_hooks``; the status for C."""
         guard = self._guards[-1] if self._guards else None
+        where = "%s.%s" % (type(self).__name__, method)
         try:
             if guard is not None and guard.stopping:
                 return ECANCELED
             n, width = n_seq * seq_len, self.d_model
-            d = _arrays.copy_from(d_logits, n * self.vocab_size, np.float32)
             names = self._names
             wanted = tuple(name for i, name in enumerate(names) if d_hooks[i])
             stops = frozenset(name for i, name in enumerate(names)
                               if stop_grad and ctypes.c_uint8.from_address(stop_grad + i).value)
-            grads = self.backward(d.reshape(n_seq, seq_len, self.vocab_size), wanted, stops)
+            grads = getattr(self, method)(*args(), wanted, stops)
             for name in wanted:
                 if name not in grads:
-                    raise ValueError("%s.backward returned no gradient for %r"
-                                     % (type(self).__name__, name))
+                    raise ValueError("%s returned no gradient for %r" % (where, name))
                 g = np.asarray(grads[name], dtype=np.float32)
                 if g.size != n * width or g.shape[-1] != width:
-                    raise ValueError("%s.backward returned a gradient of shape %s for %r, "
-                                     "expected (%d, %d, %d)" % (type(self).__name__, g.shape,
-                                                                name, n_seq, seq_len, width))
+                    raise ValueError("%s returned a gradient of shape %s for %r, expected "
+                                     "(%d, %d, %d)" % (where, g.shape, name, n_seq, seq_len,
+                                                       width))
                 buf = (ctypes.c_float * (n * width)).from_address(d_hooks[self._ids[name]])
                 np.ctypeslib.as_array(buf)[:] = g.reshape(-1)
             return 0
         except BaseException as exc:
-            return _report(guard, exc, "%s.backward" % type(self).__name__)
+            return _report(guard, exc, where)
 
 
 class _PatchDispatch:
