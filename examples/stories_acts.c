@@ -1,112 +1,145 @@
-/* stories_acts.c: activations of a llama2.c model at one hook point on text the model writes
- * itself, for training SAEs (docs/evaluation.md). Samples stories from BOS (temperature 1,
- * seeded, with a KV cache), then runs each story through sae_host_forward with a hook that
- * appends the hook point's rows, and writes them as the tensor "x" of a safetensors file.
+/* stories_acts.c: `sae_stories_acts`, activations of a llama2.c model on text it writes itself,
+ * for training SAEs (the circuit demo, docs/circuits.md, and the supervised evaluation,
+ * docs/evaluation.md): sample stories and save the activations of chosen hook points as raw
+ * float32 files, for `sae train --raw-d D` to train one SAE per hook point on.
  *
- * usage: sae_stories_acts MODEL TOKENIZER HOOK N_STORIES TOKENS_PER_STORY SEED OUT */
+ * Each sequence starts at BOS and is sampled token by token at temperature 1 (KV-cache steps of
+ * llama2_state_step, seeded); then all sequences run through sae_host_forward in batches with a
+ * hook that appends the rows of the chosen hooks to their files (one file per hook,
+ * OUT/<hook>.f32, n_sequences · length rows of d_model floats). The tokens go to
+ * OUT/tokens.i32 (int32, one per row), for labelling features by the tokens they fire on.
+ *
+ * usage: sae_stories_acts MODEL TOKENIZER OUT_DIR SEQUENCES LENGTH SEED HOOK...
+ */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <sae/sae.h>
 
 #include "llama2.h"
 
-typedef struct capture {
-    int32_t hook_id;
+typedef struct {
+    const int32_t *ids; /* (n_hooks) host hook ids */
+    FILE **files;       /* (n_hooks) */
+    int n_hooks;
     int64_t d;
-    float *rows; /* where the next rows go */
-} capture;
+} recorder;
 
-static sae_status append_rows(void *user, int32_t hook_id, float *x, int64_t n, int64_t ld)
+/* Append x's rows to the file of its hook. */
+static sae_status record(void *user, int32_t hook_id, float *x, int64_t n, int64_t ld)
 {
-    capture *c = user;
-    if (hook_id != c->hook_id)
-        return SAE_OK;
-    for (int64_t r = 0; r < n; r++, c->rows += c->d)
-        memcpy(c->rows, x + r * ld, (size_t)c->d * sizeof(float));
+    recorder *r = user;
+    for (int k = 0; k < r->n_hooks; k++)
+        if (r->ids[k] == hook_id)
+            for (int64_t i = 0; i < n; i++)
+                if (fwrite(x + i * ld, sizeof(float), (size_t)r->d, r->files[k]) != (size_t)r->d)
+                    return SAE_EIO;
     return SAE_OK;
 }
 
-/* A token drawn from softmax(logits) (temperature 1). */
-static int32_t sample(const float *logits, int64_t vocab, sae_rng *rng)
+/* A token drawn from softmax(logits) with a uniform u in [0, 1). */
+static int32_t sample(const float *logits, int64_t vocab, float u)
 {
-    double max = logits[0], total = 0.0;
-    for (int64_t j = 1; j < vocab; j++)
-        max = logits[j] > max ? logits[j] : max;
-    for (int64_t j = 0; j < vocab; j++)
-        total += exp(logits[j] - max);
-    double u = sae_rng_uniform(rng) * total;
-    for (int64_t j = 0; j < vocab; j++)
-        if ((u -= exp(logits[j] - max)) <= 0.0)
-            return (int32_t)j;
+    float max = logits[0];
+    for (int64_t i = 1; i < vocab; i++)
+        max = logits[i] > max ? logits[i] : max;
+    double sum = 0.0;
+    for (int64_t i = 0; i < vocab; i++)
+        sum += exp((double)logits[i] - max);
+    double acc = 0.0, target = u * sum;
+    for (int64_t i = 0; i < vocab; i++) {
+        acc += exp((double)logits[i] - max);
+        if (acc > target)
+            return (int32_t)i;
+    }
     return (int32_t)(vocab - 1);
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 8) {
-        fprintf(stderr, "usage: %s MODEL TOKENIZER HOOK N_STORIES TOKENS_PER_STORY SEED OUT\n",
-                argv[0]);
+    if (argc < 8) {
+        fprintf(stderr, "usage: sae_stories_acts MODEL TOKENIZER OUT_DIR SEQUENCES LENGTH SEED "
+                        "HOOK...\n");
         return 2;
     }
-    long n_stories = atol(argv[4]), len = atol(argv[5]);
-    uint64_t seed = strtoull(argv[6], NULL, 10);
+    const int64_t n_seq = atoll(argv[4]), len = atoll(argv[5]);
+    const uint64_t seed = strtoull(argv[6], NULL, 10);
+    const int n_hooks = argc - 7;
     llama2_model *m = NULL;
-    llama2_state *gen = NULL;
-    sae_st_writer *w = NULL;
-    float *logits = NULL, *rows = NULL;
-    int32_t *tokens = NULL;
-    int rc = 1;
-    if (llama2_model_load(&m, argv[1], NULL) || llama2_state_create(&gen, m)) {
-        fprintf(stderr, "%s: %s\n", argv[1], llama2_last_error());
-        goto done;
+    if (llama2_model_load(&m, argv[1], NULL) != SAE_OK) {
+        fprintf(stderr, "sae_stories_acts: %s\n", llama2_last_error());
+        return 1;
     }
-    const llama2_config *cfg = llama2_model_config(m);
+    const llama2_config *c = llama2_model_config(m);
+    if (n_seq < 1 || len < 2 || len > c->seq_len) {
+        fprintf(stderr, "sae_stories_acts: need SEQUENCES >= 1 and 2 <= LENGTH <= %d\n", c->seq_len);
+        return 2;
+    }
     sae_host host;
     llama2_model_host(m, &host);
-    capture cap = {0, cfg->dim, NULL};
-    if (n_stories < 1 || len < 2 || len > cfg->seq_len ||
-        sae_host_find_hook(&cap.hook_id, &host, argv[3])) {
-        fprintf(stderr, "bad arguments: %s\n", sae_last_error());
-        goto done;
+    int32_t *ids = calloc((size_t)n_hooks, sizeof *ids);
+    FILE **files = calloc((size_t)n_hooks, sizeof *files);
+    int32_t *tokens = malloc((size_t)(n_seq * len) * sizeof *tokens);
+    float *logits = malloc((size_t)c->vocab_size * sizeof *logits);
+    llama2_state *st = NULL;
+    int rc = !ids || !files || !tokens || !logits || llama2_state_create(&st, m) != SAE_OK;
+    if (!rc && mkdir(argv[3], 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "sae_stories_acts: cannot create %s\n", argv[3]);
+        rc = 1;
     }
-    logits = malloc(sizeof(float) * (size_t)(cfg->vocab_size * len));
-    rows = malloc(sizeof(float) * (size_t)(n_stories * len * cfg->dim));
-    tokens = malloc(sizeof(int32_t) * (size_t)len);
-    if (!logits || !rows || !tokens)
-        goto done;
-    cap.rows = rows;
+    for (int k = 0; k < n_hooks && !rc; k++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s.f32", argv[3], argv[7 + k]);
+        if (sae_host_find_hook(&ids[k], &host, argv[7 + k]) != SAE_OK ||
+            !(files[k] = fopen(path, "wb"))) {
+            fprintf(stderr, "sae_stories_acts: %s: %s\n", argv[7 + k], sae_last_error());
+            rc = 1;
+        }
+    }
+    /* Sample the sequences. */
     sae_rng rng;
     sae_rng_init(&rng, seed, 0);
-    for (long s = 0; s < n_stories; s++) {
-        llama2_state_reset(gen);
-        tokens[0] = 1; /* BOS */
-        for (long t = 1; t < len; t++) {
-            if (llama2_state_step(gen, tokens[t - 1], logits, NULL, NULL))
-                goto fail;
-            tokens[t] = sample(logits, cfg->vocab_size, &rng);
+    for (int64_t s = 0; s < n_seq && !rc; s++) {
+        llama2_state_reset(st);
+        int32_t *t = tokens + s * len;
+        t[0] = 1; /* BOS */
+        for (int64_t i = 1; i < len && !rc; i++) {
+            rc = llama2_state_step(st, t[i - 1], logits, NULL, NULL) != SAE_OK;
+            t[i] = sample(logits, c->vocab_size, sae_rng_uniform(&rng));
         }
-        if (sae_host_forward(&host, tokens, 1, len, NULL, append_rows, &cap))
-            goto fail;
     }
-    int64_t shape[2] = {n_stories * len, cfg->dim};
-    if (sae_st_writer_create(&w) ||
-        sae_st_writer_add(w, "x", SAE_DTYPE_F32, 2, shape, rows) ||
-        sae_st_writer_set_metadata(w, "hook", argv[3]) || sae_st_writer_write(w, argv[7]))
-        goto fail;
-    printf("%lld rows of %d at %s -> %s\n", (long long)shape[0], (int)cfg->dim, argv[3], argv[7]);
-    rc = 0;
-    goto done;
-fail:
-    fprintf(stderr, "failed: %s%s\n", sae_last_error(), llama2_last_error());
-done:
-    sae_st_writer_free(w);
-    llama2_state_free(gen);
+    /* Record the hooks, 16 sequences per forward. */
+    recorder r = {ids, files, n_hooks, c->dim};
+    for (int64_t s = 0; s < n_seq && !rc; s += 16) {
+        const int64_t b = n_seq - s < 16 ? n_seq - s : 16;
+        if (sae_host_forward(&host, tokens + s * len, b, len, NULL, record, &r) != SAE_OK) {
+            fprintf(stderr, "sae_stories_acts: %s\n", sae_last_error());
+            rc = 1;
+        }
+    }
+    for (int k = 0; k < n_hooks; k++)
+        if (files[k] && fclose(files[k]) != 0)
+            rc = 1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/tokens.i32", argv[3]);
+    FILE *tf = rc ? NULL : fopen(path, "wb");
+    if (!rc && (!tf || fwrite(tokens, sizeof *tokens, (size_t)(n_seq * len), tf) !=
+                           (size_t)(n_seq * len)))
+        rc = 1;
+    if (tf && fclose(tf) != 0)
+        rc = 1;
+    if (!rc)
+        printf("captured %lld tokens at %d hook points into %s\n", (long long)(n_seq * len),
+               n_hooks, argv[3]);
+    llama2_state_free(st);
     llama2_model_free(m);
-    free(logits);
-    free(rows);
+    free(ids);
+    free(files);
     free(tokens);
+    free(logits);
     return rc;
 }

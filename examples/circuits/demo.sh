@@ -12,7 +12,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 build="$1" data="$2" work="$3" docs="${4:-$3}"
-sae="$build/examples/sae" capture="$build/examples/circuits/circuit_capture"
+sae="$build/examples/sae" capture="$build/examples/sae_stories_acts"
 model="$data/stories260K.bin" tok="$data/tok512.bin"
 hooks=(resid_pre.0 resid_post.0 resid_post.1 resid_post.2 resid_post.3 resid_post.4)
 python="${PYTHON:-python3}"  # with numpy

@@ -4,7 +4,7 @@
 most frequent tokens among the feature's 20 largest activations ("'girl' 'Lily'").
 
 usage: label_features.py TOKENIZER ACTS_DIR OUT.tsv HOOK=SAE_DIR [HOOK=SAE_DIR ...]
-ACTS_DIR holds what circuit_capture writes: HOOK.f32 activations and tokens.i32.
+ACTS_DIR holds what sae_stories_acts writes: HOOK.f32 activations and tokens.i32.
 """
 
 import collections

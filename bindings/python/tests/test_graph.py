@@ -250,3 +250,29 @@ def test_cli_circuit(tmp_path, shared_dir):
     r = run("circuit", "--model", model, "--tokenizer", tok, "--pairs", tmp_path / "p.jsonl",
             "--dicts", "nowhere.9=" + str(tmp_path / "resid_post.1"), "--out", tmp_path / "x.json")
     assert r.returncode == 1 and "HOOK=PATH" in r.stderr
+
+
+def test_graph_on_llama2(shared_dir):
+    """sae.Graph on the llama2.c host (a C host reached through sae.Llama2): AtP node effects
+    match exact patching on the top nodes, edges come from its backward pass from a hook point,
+    and the circuit of every node is fully faithful."""
+    with sae.Llama2(shared_dir / "data" / "stories260K.bin",
+                    shared_dir / "data" / "tok512.bin") as host:
+        girl = host.encode("Once upon a time, there was a little girl named Lily.")
+        boy = host.encode("Once upon a time, there was a little boy named Tim.")
+        she, he = host.encode(" She", bos=False)[-1], host.encode(" He", bos=False)[-1]
+        p = sae.PromptPairs([girl, boy], [she, he], [boy, girl], [he, she])
+        rng = np.random.default_rng(2)
+        ds = [sae.Dictionary.from_arrays(
+            "topk", k=8, W_enc=rng.normal(size=(64, 96)).astype(np.float32) / 8,
+            W_dec=rng.normal(size=(96, 64)).astype(np.float32) / 8) for _ in range(2)]
+        hooks = ["resid_post.1", "resid_post.3"]
+        atp = sae.Graph.attribute(host, hooks, ds, p, method="atp", node_threshold=0.05)
+        exact = sae.Graph.attribute(host, hooks, ds, p, method="exact", edges=False)
+        assert atp.n_edges > 0
+        for name in ("node_hooks", "node_positions", "node_features"):  # the same nodes
+            assert np.array_equal(getattr(atp, name), getattr(exact, name)), name
+        assert len(set(atp.top_nodes(5)) & set(exact.top_nodes(5))) >= 4
+        assert np.corrcoef(atp.node_effects, exact.node_effects)[0, 1] > 0.95  # measured 0.997
+        assert abs(exact.evaluate(host, ds, p, circuit=np.ones(len(exact), bool))
+                   .faithfulness - 1.0) < 1e-4
