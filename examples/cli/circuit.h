@@ -13,6 +13,27 @@
 #include "cli.h"
 #include "llama2.h"
 
+/* The inputs `sae circuit` and `sae circuit eval` share: --model, --tokenizer, --pairs and
+ * --dicts HOOK=DIR... (the specs of circuit_model_load; several may follow one --dicts). */
+typedef struct circuit_inputs {
+    const char *model, *tokenizer, *pairs;
+    const char **dicts; /* (n_dicts) specs, borrowed from argv */
+    int n_dicts;
+    bool in_dicts;      /* the last option was --dicts: plain arguments are more specs */
+} circuit_inputs;
+
+/* Room for the specs of argc arguments. 0 or the exit code (error printed). */
+int circuit_inputs_init(circuit_inputs *in, int argc);
+void circuit_inputs_free(circuit_inputs *in);
+
+/* Take `arg` (is_opt: an option, else a plain argument) if it is one of the inputs: true, with
+ * *rc = 0, or for a bad value the exit code of the usage error (printed, naming `cmd`). */
+bool circuit_inputs_take(circuit_inputs *in, cli_args *a, const char *arg, bool is_opt,
+                         const char *usage, const char *cmd, int *rc);
+
+/* After the arguments: 0 when every input was given, else the usage error's exit code. */
+int circuit_inputs_check(const circuit_inputs *in, const char *usage, const char *cmd);
+
 /* The model, its tokenizer and host, and the dictionaries of the circuit in hook order. */
 typedef struct circuit_model {
     llama2_model *model;

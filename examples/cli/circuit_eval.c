@@ -28,9 +28,8 @@ static const char usage[] =
     "  --help              print this help\n";
 
 typedef struct eval_args {
-    const char *model, *tokenizer, *pairs, *circuit, *sizes;
-    const char **dicts;
-    int n_dicts;
+    circuit_inputs in;
+    const char *circuit, *sizes;
     sae_graph_eval_options o;
     bool json, no_completeness;
 } eval_args;
@@ -40,34 +39,22 @@ static int parse_args(int argc, char **argv, eval_args *e)
     memset(e, 0, sizeof *e);
     e->o = (sae_graph_eval_options)SAE_GRAPH_EVAL_OPTIONS_INIT;
     e->sizes = "1,2,5,10,20,50,100,200,500";
-    if (!(e->dicts = calloc((size_t)argc, sizeof *e->dicts)))
-        return cli_fail(NULL, "out of memory");
+    int rc = circuit_inputs_init(&e->in, argc);
+    if (rc)
+        return rc;
     cli_args a;
     cli_args_init(&a, argc, argv);
-    bool is_opt, in_dicts = false;
+    bool is_opt;
     for (const char *arg; (arg = cli_args_next(&a, &is_opt));) {
         const char **slot = NULL, *v;
-        if (!is_opt) {
-            if (!in_dicts)
-                return cli_usage_error(usage, "circuit eval: unexpected argument '%s'", arg);
-            e->dicts[e->n_dicts++] = arg;
-            continue;
-        }
-        in_dicts = false;
-        if (cli_opt_is(&a, arg, "--help") || !strcmp(arg, "-h")) {
+        if (circuit_inputs_take(&e->in, &a, arg, is_opt, usage, "circuit eval", &rc)) {
+            if (rc)
+                return rc;
+        } else if (!is_opt) {
+            return cli_usage_error(usage, "circuit eval: unexpected argument '%s'", arg);
+        } else if (cli_opt_is(&a, arg, "--help") || !strcmp(arg, "-h")) {
             fputs(usage, stdout);
             return -1;
-        } else if (cli_opt_is(&a, arg, "--dicts")) {
-            if (!(v = cli_opt_value(&a)))
-                return cli_usage_error(usage, "circuit eval: --dicts needs HOOK=DIR");
-            e->dicts[e->n_dicts++] = v;
-            in_dicts = true;
-        } else if (cli_opt_is(&a, arg, "--model")) {
-            slot = &e->model;
-        } else if (cli_opt_is(&a, arg, "--tokenizer")) {
-            slot = &e->tokenizer;
-        } else if (cli_opt_is(&a, arg, "--pairs")) {
-            slot = &e->pairs;
         } else if (cli_opt_is(&a, arg, "--circuit")) {
             slot = &e->circuit;
         } else if (cli_opt_is(&a, arg, "--sizes")) {
@@ -103,9 +90,10 @@ static int parse_args(int argc, char **argv, eval_args *e)
         if (slot && !(*slot = cli_opt_value(&a)))
             return cli_usage_error(usage, "circuit eval: %s needs a value", arg);
     }
-    if (!e->model || !e->tokenizer || !e->pairs || !e->circuit || e->n_dicts == 0)
-        return cli_usage_error(usage, "circuit eval: --model, --tokenizer, --dicts, --pairs and "
-                               "--circuit are required");
+    if ((rc = circuit_inputs_check(&e->in, usage, "circuit eval")))
+        return rc;
+    if (!e->circuit)
+        return cli_usage_error(usage, "circuit eval: --circuit is required");
     return 0;
 }
 
@@ -162,12 +150,12 @@ int cmd_circuit_eval(int argc, char **argv)
     eval_args e;
     int rc = parse_args(argc, argv, &e);
     if (rc) {
-        free(e.dicts);
+        circuit_inputs_free(&e.in);
         return rc < 0 ? 0 : rc;
     }
     int64_t *sizes = NULL, n = 0;
     if (circuit_parse_sizes(e.sizes, &sizes, &n)) {
-        free(e.dicts);
+        circuit_inputs_free(&e.in);
         return cli_usage_error(usage, "circuit eval: --sizes needs integers like 1,2,5");
     }
     circuit_model m;
@@ -180,13 +168,13 @@ int cmd_circuit_eval(int argc, char **argv)
     sae_status s = sae_graph_load_json(&g, e.circuit, NULL);
     if (s != SAE_OK)
         rc = cli_fail_status(e.circuit, s);
-    if (!rc && !(rc = circuit_model_load(&m, e.model, e.tokenizer, e.dicts, e.n_dicts))) {
+    if (!rc && !(rc = circuit_model_load(&m, e.in.model, e.in.tokenizer, e.in.dicts, e.in.n_dicts))) {
         sae_graph_info info = SAE_GRAPH_INFO_INIT;
         sae_graph_get_info(g, &info);
         if (!(dicts = calloc((size_t)info.n_hooks, sizeof *dicts)) || !faith || !comp)
             rc = cli_fail(NULL, "out of memory");
         if (!rc && !(rc = graph_dicts(&m, g, dicts)) &&
-            !(rc = circuit_pairs_load(&p, e.pairs, m.tok))) {
+            !(rc = circuit_pairs_load(&p, e.in.pairs, m.tok))) {
             sae_graph_eval ev = SAE_GRAPH_EVAL_INIT;
             if ((s = sae_graph_evaluate(&ev, g, NULL, &m.host, dicts, &p.pairs, &e.o)) ||
                 (s = sae_graph_faithfulness_curve(faith, e.no_completeness ? NULL : comp, g,
@@ -203,6 +191,6 @@ int cmd_circuit_eval(int argc, char **argv)
     free(sizes);
     free(faith);
     free(comp);
-    free(e.dicts);
+    circuit_inputs_free(&e.in);
     return rc;
 }

@@ -12,6 +12,55 @@
 
 #define MAX_TOKENS 4096 /* per prompt: room for tokenizing a line */
 
+int circuit_inputs_init(circuit_inputs *in, int argc)
+{
+    memset(in, 0, sizeof *in);
+    if (!(in->dicts = calloc((size_t)argc + 1, sizeof *in->dicts)))
+        return cli_fail(NULL, "out of memory");
+    return 0;
+}
+
+void circuit_inputs_free(circuit_inputs *in)
+{
+    free(in->dicts);
+    memset(in, 0, sizeof *in);
+}
+
+bool circuit_inputs_take(circuit_inputs *in, cli_args *a, const char *arg, bool is_opt,
+                         const char *usage, const char *cmd, int *rc)
+{
+    *rc = 0;
+    if (!is_opt) {
+        if (!in->in_dicts)
+            return false;
+        in->dicts[in->n_dicts++] = arg;
+        return true;
+    }
+    in->in_dicts = false;
+    const char **slot = NULL;
+    if (cli_opt_is(a, arg, "--model"))
+        slot = &in->model;
+    else if (cli_opt_is(a, arg, "--tokenizer"))
+        slot = &in->tokenizer;
+    else if (cli_opt_is(a, arg, "--pairs"))
+        slot = &in->pairs;
+    else if (cli_opt_is(a, arg, "--dicts"))
+        slot = &in->dicts[in->n_dicts++], in->in_dicts = true;
+    else
+        return false;
+    if (!(*slot = cli_opt_value(a)))
+        *rc = cli_usage_error(usage, "%s: %s needs a value", cmd, arg);
+    return true;
+}
+
+int circuit_inputs_check(const circuit_inputs *in, const char *usage, const char *cmd)
+{
+    if (!in->model || !in->tokenizer || !in->pairs || in->n_dicts == 0)
+        return cli_usage_error(usage, "%s: --model, --tokenizer, --dicts and --pairs are "
+                               "required", cmd);
+    return 0;
+}
+
 void circuit_model_free(circuit_model *m)
 {
     for (int32_t k = 0; m->dicts && k < m->n_hooks; k++)

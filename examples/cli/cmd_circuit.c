@@ -55,9 +55,8 @@ static const char usage[] =
     "  --help              print this help\n";
 
 typedef struct circuit_args {
-    const char *model, *tokenizer, *pairs, *out, *dot, *svg, *labels;
-    const char **dicts;
-    int n_dicts;
+    circuit_inputs in;
+    const char *out, *dot, *svg, *labels;
     sae_graph_options o;
     int64_t max_nodes, top;
 } circuit_args;
@@ -67,38 +66,24 @@ static int parse_args(int argc, char **argv, circuit_args *c)
     memset(c, 0, sizeof *c);
     c->o = (sae_graph_options)SAE_GRAPH_OPTIONS_INIT;
     c->max_nodes = 40, c->top = 10;
-    c->dicts = calloc((size_t)argc, sizeof *c->dicts);
-    if (!c->dicts)
-        return cli_fail(NULL, "out of memory");
+    int rc = circuit_inputs_init(&c->in, argc);
+    if (rc)
+        return rc;
     cli_args a;
     cli_args_init(&a, argc, argv);
-    bool is_opt, in_dicts = false;
+    bool is_opt;
     for (const char *arg; (arg = cli_args_next(&a, &is_opt));) {
         const char **slot = NULL;
         double x = 0;
         int64_t n = 0;
-        if (!is_opt) {
-            if (!in_dicts)
-                return cli_usage_error(usage, "circuit: unexpected argument '%s'", arg);
-            c->dicts[c->n_dicts++] = arg;
-            continue;
-        }
-        in_dicts = false;
-        if (cli_opt_is(&a, arg, "--help") || !strcmp(arg, "-h")) {
+        if (circuit_inputs_take(&c->in, &a, arg, is_opt, usage, "circuit", &rc)) {
+            if (rc)
+                return rc;
+        } else if (!is_opt) {
+            return cli_usage_error(usage, "circuit: unexpected argument '%s'", arg);
+        } else if (cli_opt_is(&a, arg, "--help") || !strcmp(arg, "-h")) {
             fputs(usage, stdout);
             return -1;
-        } else if (cli_opt_is(&a, arg, "--dicts")) {
-            const char *v = cli_opt_value(&a);
-            if (!v)
-                return cli_usage_error(usage, "circuit: --dicts needs HOOK=DIR");
-            c->dicts[c->n_dicts++] = v;
-            in_dicts = true;
-        } else if (cli_opt_is(&a, arg, "--model")) {
-            slot = &c->model;
-        } else if (cli_opt_is(&a, arg, "--tokenizer")) {
-            slot = &c->tokenizer;
-        } else if (cli_opt_is(&a, arg, "--pairs")) {
-            slot = &c->pairs;
         } else if (cli_opt_is(&a, arg, "--out")) {
             slot = &c->out;
         } else if (cli_opt_is(&a, arg, "--dot")) {
@@ -151,9 +136,10 @@ static int parse_args(int argc, char **argv, circuit_args *c)
         if (slot && !(*slot = cli_opt_value(&a)))
             return cli_usage_error(usage, "circuit: %s needs a value", arg);
     }
-    if (!c->model || !c->tokenizer || !c->pairs || !c->out || c->n_dicts == 0)
-        return cli_usage_error(usage, "circuit: --model, --tokenizer, --dicts, --pairs and --out "
-                               "are required");
+    if ((rc = circuit_inputs_check(&c->in, usage, "circuit")))
+        return rc;
+    if (!c->out)
+        return cli_usage_error(usage, "circuit: --out is required");
     return 0;
 }
 
@@ -301,7 +287,7 @@ int cmd_circuit(int argc, char **argv)
     circuit_args c;
     int rc = parse_args(argc, argv, &c);
     if (rc) {
-        free(c.dicts);
+        circuit_inputs_free(&c.in);
         return rc < 0 ? 0 : rc;
     }
     circuit_model m;
@@ -309,10 +295,10 @@ int cmd_circuit(int argc, char **argv)
     memset(&p, 0, sizeof p);
     sae_graph *g = NULL;
     double acc_c = 0, acc_p = 0;
-    if (!(rc = circuit_model_load(&m, c.model, c.tokenizer, c.dicts, c.n_dicts)) &&
-        !(rc = circuit_pairs_load(&p, c.pairs, m.tok)) &&
+    if (!(rc = circuit_model_load(&m, c.in.model, c.in.tokenizer, c.in.dicts, c.in.n_dicts)) &&
+        !(rc = circuit_pairs_load(&p, c.in.pairs, m.tok)) &&
         !(rc = circuit_accuracy(&m, &p, &acc_c, &acc_p))) {
-        printf("pairs: %lld from %s", (long long)p.pairs.n_pairs, c.pairs);
+        printf("pairs: %lld from %s", (long long)p.pairs.n_pairs, c.in.pairs);
         if (!isnan(acc_c))
             printf("; clean model accuracy: %.1f%% on clean prompts", 100.0 * acc_c);
         if (!isnan(acc_p))
@@ -331,8 +317,8 @@ int cmd_circuit(int argc, char **argv)
         if (!rc && c.labels)
             rc = read_labels(g, c.labels);
         if (!rc) {
-            sae_graph_set_metadata(g, "model", c.model);
-            sae_graph_set_metadata(g, "pairs", c.pairs);
+            sae_graph_set_metadata(g, "model", c.in.model);
+            sae_graph_set_metadata(g, "pairs", c.in.pairs);
             char buf[64];
             snprintf(buf, sizeof buf, "%.4f", acc_c);
             sae_graph_set_metadata(g, "clean_accuracy", buf);
@@ -349,6 +335,6 @@ int cmd_circuit(int argc, char **argv)
     sae_graph_free(g);
     circuit_pairs_free(&p);
     circuit_model_free(&m);
-    free(c.dicts);
+    circuit_inputs_free(&c.in);
     return rc;
 }
