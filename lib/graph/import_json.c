@@ -232,16 +232,10 @@ sae_status sae_graph_load_json(sae_graph **out, const char *path,
         *out = NULL;
     if (!out || !path)
         return sae__fail(SAE_EINVAL, "graph load json: out and path are required");
-    char *text = NULL;
-    sae_status s = sae__read_text_file(path, MAX_GRAPH_BYTES, &text);
+    cJSON *root = NULL;
+    sae_status s = sae__json_load(path, MAX_GRAPH_BYTES, &root);
     if (s != SAE_OK)
         return s;
-    cJSON *root = cJSON_Parse(text);
-    free(text);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return sae__fail(SAE_EFORMAT, "%s: not a JSON object", path);
-    }
     const sae_allocator *a = sae__allocator(allocator);
     sae_graph *g = NULL;
     if ((s = check_format(root, path)) == SAE_OK && (s = read_hooks(root, path, a, &g)) == SAE_OK &&

@@ -4,13 +4,11 @@
 
 #include "config_json.h"
 
-#define MAX_CONFIG_BYTES (16u << 20)
-
-sae_status sae__json_load(const char *path, cJSON **out)
+sae_status sae__json_load(const char *path, size_t max_bytes, cJSON **out)
 {
     *out = NULL;
     char *text = NULL;
-    sae_status s = sae__read_text_file(path, MAX_CONFIG_BYTES, &text);
+    sae_status s = sae__read_text_file(path, max_bytes, &text);
     if (s != SAE_OK)
         return s;
     cJSON *root = cJSON_Parse(text);

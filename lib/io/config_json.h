@@ -10,9 +10,12 @@
 
 #include "io_internal.h"
 
-/* Parse `path` (at most 16 MB) into *out (free with cJSON_Delete). SAE_ENOTFOUND when missing,
- * SAE_EFORMAT when not a JSON object. */
-sae_status sae__json_load(const char *path, cJSON **out);
+/* The size limit of a configuration file for sae__json_load. */
+#define SAE__MAX_CONFIG_BYTES ((size_t)16 << 20)
+
+/* Parse `path` (at most max_bytes) into *out (free with cJSON_Delete). SAE_ENOTFOUND when
+ * missing, SAE_EFORMAT when not a JSON object. */
+sae_status sae__json_load(const char *path, size_t max_bytes, cJSON **out);
 
 /* Integer value of obj[key] into *out. Missing: SAE_EFORMAT if `required`, else *out keeps
  * its value and SAE_OK. Present but not a finite whole number in [lo, hi]: SAE_ENUMERIC for

@@ -360,7 +360,7 @@ sae_status sae__load_dictionary_learning(sae_dict **out, const char *path,
     if (s != SAE_OK)
         return s;
     cJSON *root = NULL;
-    if ((s = sae__json_load(cfg_path, &root)) != SAE_OK)
+    if ((s = sae__json_load(cfg_path, SAE__MAX_CONFIG_BYTES, &root)) != SAE_OK)
         return s;
     dl_cfg c;
     memset(&c, 0, sizeof c);

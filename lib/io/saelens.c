@@ -48,7 +48,7 @@ static sae_status parse_norm(const cJSON *root, const char *origin, const char *
         cJSON *scaler = NULL;
         if (!sae__path_join(path, sizeof path, dir, "activation_scaler.json"))
             return sae__fail(SAE_EINVAL, "path too long: %s", dir);
-        sae_status s = sae__json_load(path, &scaler);
+        sae_status s = sae__json_load(path, SAE__MAX_CONFIG_BYTES, &scaler);
         if (s == SAE_ENOTFOUND) {
             sae_clear_error();
             return SAE_OK;
@@ -181,7 +181,7 @@ sae_status sae__load_saelens(sae_dict **out, const char *dir, const sae_load_opt
         !sae__path_join(weights_path, sizeof weights_path, dir, WEIGHTS_FILE))
         return sae__fail(SAE_EINVAL, "path too long: %s", dir);
     cJSON *root = NULL;
-    sae_status s = sae__json_load(cfg_path, &root);
+    sae_status s = sae__json_load(cfg_path, SAE__MAX_CONFIG_BYTES, &root);
     if (s != SAE_OK)
         return s;
     saelens_cfg cfg = {.c = SAE_DICT_CONFIG_INIT};

@@ -48,7 +48,7 @@ sae_status sae__load_sparsify(sae_dict **out, const char *dir, const sae_load_op
         !sae__path_join(weights_path, sizeof weights_path, dir, WEIGHTS_FILE))
         return sae__fail(SAE_EINVAL, "path too long: %s", dir);
     cJSON *root = NULL;
-    sae_status s = sae__json_load(cfg_path, &root);
+    sae_status s = sae__json_load(cfg_path, SAE__MAX_CONFIG_BYTES, &root);
     if (s != SAE_OK)
         return s;
     sae_dict_config c = SAE_DICT_CONFIG_INIT;
