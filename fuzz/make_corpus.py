@@ -372,10 +372,55 @@ def seeds_llama2_tokenizer():
     put(t, "bad_long_piece", struct.pack("<H", v) + b"a\0" + struct.pack("<i", 1) + tok[4:])
 
 
+# ---- circuit files (sae_graph_save_json) --------------------------------------------------
+def circuit(**change):
+    """A small circuit file as sae_graph_save_json writes it, with top-level keys changed."""
+    g = OrderedDict([
+        ("format", "libsae-circuit"), ("version", 1), ("method", "ig"), ("aggregation", "sum"),
+        ("ig_steps", 10), ("n_pairs", 2), ("n_positions", 0), ("node_threshold", 0.1),
+        ("edge_threshold", 0.01), ("metric_clean", 4.5), ("metric_patch", -4.25),
+        ("metadata", {"model": "stories260K.bin"}),
+        ("hooks", [{"name": "resid_post.1", "d_sae": 4}, {"name": "resid_post.3", "d_sae": 4}]),
+        ("nodes", [{"hook": 0, "position": None, "feature": 0, "effect": 0.5, "label": "girl"},
+                   {"hook": 0, "position": None, "feature": "error", "effect": -0.25},
+                   {"hook": 1, "position": None, "feature": 2, "effect": 1.5},
+                   {"hook": 1, "position": None, "feature": "error", "effect": 0.1}]),
+        ("labels", [{"hook": 0, "feature": 0, "label": "girl"}]),
+        ("edges", [{"source": 0, "target": 2, "weight": 0.3},
+                   {"source": 1, "target": 3, "weight": -0.2}])])
+    for key, value in change.items():
+        if value is None:
+            del g[key]
+        else:
+            g[key] = value
+    return json.dumps(g, indent=1)
+
+
+def seeds_graph_json():
+    t = "fuzz_graph_json"
+    put(t, "summed", circuit())
+    put(t, "per_position", circuit(aggregation="per_position", n_positions=3, nodes=[
+        {"hook": 0, "position": 0, "feature": 1, "effect": 0.5},
+        {"hook": 1, "position": 2, "feature": "error", "effect": -1.0}],
+        edges=[{"source": 0, "target": 1, "weight": 2.0}], labels=[]))
+    put(t, "empty", circuit(nodes=[], edges=[], labels=[], metadata={}))
+    put(t, "bad_edge_target", circuit(edges=[{"source": 0, "target": 9, "weight": 1.0}]))
+    put(t, "bad_feature", circuit(nodes=[{"hook": 0, "position": None, "feature": 4,
+                                          "effect": 1.0}], edges=[]))
+    put(t, "bad_hook", circuit(nodes=[{"hook": 2, "position": None, "feature": 0,
+                                       "effect": 1.0}], edges=[]))
+    put(t, "bad_duplicate_node", circuit(nodes=[
+        {"hook": 0, "position": None, "feature": 0, "effect": 1.0},
+        {"hook": 0, "position": None, "feature": 0, "effect": 2.0}], edges=[]))
+    put(t, "bad_format", circuit(format="something-else"))
+    put(t, "bad_no_hooks", circuit(hooks=None))
+    put(t, "bad_truncated", circuit()[:200])
+
+
 if __name__ == "__main__":
     shutil.rmtree(ROOT, ignore_errors=True)
     for seeds in (seeds_safetensors, seeds_saelens, seeds_sparsify, seeds_dictionary_learning,
-                  seeds_torch_pt, seeds_llama2_model, seeds_llama2_tokenizer):
+                  seeds_torch_pt, seeds_llama2_model, seeds_llama2_tokenizer, seeds_graph_json):
         seeds()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(ROOT) for f in fs)
     print("corpus: %d bytes" % total)
