@@ -14,21 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <sae/sae.h>
 
+#include "bench_util.h"
 #include "llama2.h"
 
 #define N_PAIRS 100
 #define MAX_TOK 64
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int fail(const char *what)
 {
@@ -40,12 +33,12 @@ static int fail(const char *what)
 static sae_dict *random_dict(int64_t d, uint64_t seed)
 {
     const int64_t F = 256;
-    float *we = malloc((size_t)(d * F) * sizeof(float));
-    float *wd = malloc((size_t)(F * d) * sizeof(float));
+    float *we = bench_xmalloc((size_t)(d * F) * sizeof(float));
+    float *wd = bench_xmalloc((size_t)(F * d) * sizeof(float));
     sae_rng rng;
     sae_rng_init(&rng, seed, 0);
-    for (int64_t i = 0; i < d * F; i++)
-        we[i] = sae_rng_normal(&rng) / 8.0f, wd[i] = sae_rng_normal(&rng) / 8.0f;
+    bench_fill_normal(we, d * F, 0.125f, &rng);
+    bench_fill_normal(wd, F * d, 0.125f, &rng);
     sae_dict_config c = SAE_DICT_CONFIG_INIT;
     c.arch = SAE_ARCH_TOPK, c.d_in = d, c.d_sae = F, c.k = 16;
     sae_dict_weights w = SAE_DICT_WEIGHTS_INIT;
@@ -105,10 +98,10 @@ static int run(const job *j, int32_t method, float node_thr, int edges, int firs
     sae_graph_options o = SAE_GRAPH_OPTIONS_INIT;
     o.method = method, o.node_threshold = node_thr, o.flags = edges ? 0 : SAE_GRAPH_NO_EDGES;
     sae_graph *g = NULL;
-    double t0 = now();
+    double t0 = bench_now(), cpu0 = bench_cpu_seconds();
     if (sae_graph_attribute(&g, j->host, j->hooks, j->dicts, j->n_hooks, j->pairs, &o))
         return fail("attribute");
-    double seconds = now() - t0;
+    double seconds = bench_now() - t0, cpu = bench_cpu_seconds() - cpu0;
     sae_graph_info info = SAE_GRAPH_INFO_INIT;
     sae_graph_arrays a = SAE_GRAPH_ARRAYS_INIT;
     sae_graph_get_info(g, &info);
@@ -117,9 +110,10 @@ static int run(const job *j, int32_t method, float node_thr, int edges, int firs
     for (int64_t i = 0; i < a.n_nodes; i++)
         kept += fabsf(a.node_effects[i]) > node_thr;
     printf("%s\n    {\"method\": \"%s\", \"edges\": %s, \"node_threshold\": %g, \"nodes\": %lld, "
-           "\"kept_nodes\": %lld, \"n_edges\": %lld, \"seconds\": %.3f}", first ? "" : ",",
-           sae_graph_method_name(method), edges ? "true" : "false", (double)node_thr,
-           (long long)a.n_nodes, (long long)kept, (long long)a.n_edges, seconds);
+           "\"kept_nodes\": %lld, \"n_edges\": %lld, \"seconds\": %.3f, \"cpu_seconds\": %.3f, "
+           "\"peak_rss_mib\": %.1f}", first ? "" : ",", sae_graph_method_name(method),
+           edges ? "true" : "false", (double)node_thr, (long long)a.n_nodes, (long long)kept,
+           (long long)a.n_edges, seconds, cpu, bench_peak_rss_mib());
     fflush(stdout);
     sae_graph_free(g);
     return 0;
@@ -143,8 +137,10 @@ int main(int argc, char **argv)
     const int32_t n_hooks = argc > 3 ? argc - 3 : 6;
     int32_t hooks[32];
     sae_dict *dicts[32];
-    if (n_hooks > 32)
+    if (n_hooks > 32) {
+        fprintf(stderr, "bench_circuit: at most 32 hook points\n");
         return 2;
+    }
     for (int32_t k = 0; k < n_hooks; k++) {
         char name[64];
         const char *spec = argc > 3 ? argv[3 + k] : defaults[k], *eq = strchr(spec, '=');
