@@ -42,6 +42,14 @@ int cli_fail_status(const char *file, sae_status status);
  * line) on stderr; returns CLI_EXIT_USAGE. */
 int cli_usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ---- output (util.c) ------------------------------------------------------------------- */
+
+struct cJSON;
+
+/* Print the JSON value (indented, one trailing newline) and delete it. 0, or CLI_EXIT_FAILURE
+ * when it cannot be printed (out of memory; the error is printed). */
+int cli_print_json(struct cJSON *value);
+
 /* ---- loading (util.c) ------------------------------------------------------------------ */
 
 /* Detect the format of `path` and load it with k (0 = from the file). On failure prints the

@@ -120,13 +120,7 @@ static int print_json(const coherence_args *a, const report *r)
     cJSON_AddItemToObject(sp, "singular_values",
                           cJSON_CreateFloatArray(r->sigma, (int)r->m));
     cJSON_AddItemToObject(o, "spectrum", sp);
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
-    if (!text)
-        return cli_fail(NULL, "out of memory");
-    puts(text);
-    cJSON_free(text);
-    return 0;
+    return cli_print_json(o);
 }
 
 static void print_text(const coherence_args *a, const report *r)

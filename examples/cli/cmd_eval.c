@@ -256,13 +256,7 @@ static int print_json(const eval_args *e, const sae_dict *dict, int32_t format,
     cJSON_AddItemToObject(o, "density_histogram", h);
     if (loss)
         cJSON_AddItemToObject(o, "loss_recovered", loss);
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
-    if (!text)
-        return cli_fail(NULL, "out of memory");
-    puts(text);
-    cJSON_free(text);
-    return 0;
+    return cli_print_json(o);
 }
 
 static void print_loss(const eval_args *e, const eval_report *rep)

@@ -13,6 +13,7 @@
 
 #include "data.h"
 #include "progress.h"
+#include "train_options.h"
 
 static const char usage[] =
     "usage: sae finetune PATH --data PATH|synthetic --out DIR [--ortho X] [--ortho-subset N]\n"
@@ -52,12 +53,11 @@ static const char usage[] =
 
 typedef struct finetune_args {
     cli_data data;
-    const char *path, *out;
-    int32_t format;           /* 0: PATH's when writable, else SAELens */
-    int64_t k, steps, batch, warmup, threads, ortho_subset, eval_rows; /* warmup -1: default */
-    double lr, ortho;
-    bool ortho_given, ortho_subset_given, unit_norm, json;
-    uint64_t seed;
+    cli_train_options opt;    /* opt.format 0: PATH's when writable, else SAELens;
+                                 opt.warmup -1: the default */
+    const char *path;
+    int64_t eval_rows;
+    bool unit_norm, json;
 } finetune_args;
 
 /* Parse argv into *f; 0, or the exit code of a usage error (printed). --help returns -1. */
@@ -65,14 +65,13 @@ static int parse_args(int argc, char **argv, finetune_args *f)
 {
     memset(f, 0, sizeof *f);
     cli_data_init(&f->data);
-    f->steps = 1000, f->batch = 4096, f->warmup = -1, f->eval_rows = 8192;
+    cli_train_options_init(&f->opt);
+    f->opt.steps = 1000, f->eval_rows = 8192;
     cli_args a;
     cli_args_init(&a, argc, argv);
     bool is_opt;
-    int64_t n = 0;
     int rc = 0;
     for (const char *arg; (arg = cli_args_next(&a, &is_opt));) {
-        const char *v = NULL;
         if (!is_opt) {
             if (f->path)
                 return cli_usage_error(usage, "finetune: unexpected argument '%s'", arg);
@@ -80,55 +79,15 @@ static int parse_args(int argc, char **argv, finetune_args *f)
         } else if (cli_opt_is(&a, arg, "--help") || !strcmp(arg, "-h")) {
             fputs(usage, stdout);
             return -1;
-        } else if (cli_data_option(&f->data, &a, arg, usage, "finetune", &rc)) {
+        } else if (cli_data_option(&f->data, &a, arg, usage, "finetune", &rc) ||
+                   cli_train_option(&f->opt, &a, arg, usage, "finetune", &rc)) {
             if (rc)
                 return rc;
-        } else if (cli_opt_is(&a, arg, "--ortho")) {
-            if (!cli_parse_f64(cli_opt_value(&a), &f->ortho) || !(f->ortho >= 0))
-                return cli_usage_error(usage, "finetune: --ortho needs a number >= 0");
-            f->ortho_given = true;
-        } else if (cli_opt_is(&a, arg, "--ortho-subset")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 0, INT32_MAX, &f->ortho_subset))
-                return cli_usage_error(usage, "finetune: --ortho-subset needs an integer >= 0");
-            f->ortho_subset_given = true;
         } else if (cli_opt_is(&a, arg, "--unit-norm")) {
             f->unit_norm = true;
-        } else if (cli_opt_is(&a, arg, "--steps")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 1, INT64_MAX / 2, &f->steps))
-                return cli_usage_error(usage, "finetune: --steps needs a positive integer");
-        } else if (cli_opt_is(&a, arg, "--batch")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 1, INT64_C(1) << 24, &f->batch))
-                return cli_usage_error(usage, "finetune: --batch needs a positive integer");
-        } else if (cli_opt_is(&a, arg, "--lr")) {
-            if (!cli_parse_f64(cli_opt_value(&a), &f->lr) || !(f->lr > 0))
-                return cli_usage_error(usage, "finetune: --lr needs a positive number");
-        } else if (cli_opt_is(&a, arg, "--warmup")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 0, INT64_MAX / 2, &f->warmup))
-                return cli_usage_error(usage, "finetune: --warmup needs an integer >= 0");
-        } else if (cli_opt_is(&a, arg, "--seed")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 0, INT64_MAX, &n))
-                return cli_usage_error(usage, "finetune: --seed needs an integer >= 0");
-            f->seed = (uint64_t)n;
-        } else if (cli_opt_is(&a, arg, "--threads")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 1, 4096, &f->threads))
-                return cli_usage_error(usage, "finetune: --threads needs an integer in 1..4096");
-        } else if (cli_opt_is(&a, arg, "--k")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 1, INT32_MAX, &f->k))
-                return cli_usage_error(usage, "finetune: --k needs a positive integer");
         } else if (cli_opt_is(&a, arg, "--eval-rows")) {
             if (!cli_parse_i64(cli_opt_value(&a), 2, INT64_C(1) << 26, &f->eval_rows))
                 return cli_usage_error(usage, "finetune: --eval-rows needs an integer >= 2");
-        } else if (cli_opt_is(&a, arg, "--out")) {
-            if (!(f->out = cli_opt_value(&a)) || !*f->out)
-                return cli_usage_error(usage, "finetune: --out needs a directory");
-        } else if (cli_opt_is(&a, arg, "--format")) {
-            v = cli_opt_value(&a);
-            if (v && !strcmp(v, "saelens"))
-                f->format = SAE_FORMAT_SAELENS;
-            else if (v && !strcmp(v, "sparsify"))
-                f->format = SAE_FORMAT_SPARSIFY;
-            else
-                return cli_usage_error(usage, "finetune: --format must be saelens or sparsify");
         } else if (cli_opt_is(&a, arg, "--json")) {
             f->json = true;
         } else {
@@ -137,7 +96,7 @@ static int parse_args(int argc, char **argv, finetune_args *f)
     }
     if (!f->path)
         return cli_usage_error(usage, "finetune: missing PATH (the SAE to fine-tune)");
-    if (!f->out)
+    if (!f->opt.out)
         return cli_usage_error(usage, "finetune: missing --out");
     return cli_data_check(&f->data, usage, "finetune");
 }
@@ -157,11 +116,11 @@ static int measure_dict(const finetune_args *f, const sae_dict *dict, sae_source
 {
     m->coh = (sae_coherence)SAE_COHERENCE_INIT;
     m->ev = (sae_eval_result)SAE_EVAL_RESULT_INIT;
-    sae_status s = sae_ortho_dict_coherence(&m->coh, NULL, dict, NULL, 0, (int32_t)f->threads);
+    sae_status s = sae_ortho_dict_coherence(&m->coh, NULL, dict, NULL, 0, (int32_t)f->opt.threads);
     if (s != SAE_OK)
         return cli_fail_status(f->path, s);
     sae_eval_options eo = SAE_EVAL_OPTIONS_INIT;
-    eo.n_threads = (int32_t)f->threads;
+    eo.n_threads = (int32_t)f->opt.threads;
     if ((s = sae_source_reset(src)) != SAE_OK ||
         (s = sae_dict_evaluate(&m->ev, NULL, dict, src, &eo)) != SAE_OK)
         return cli_fail_status(NULL, s);
@@ -197,14 +156,12 @@ static int make_trainer(const finetune_args *f, const sae_dict *dict, sae_traine
     sae_dict_config dc = SAE_DICT_CONFIG_INIT;
     sae_dict_get_config(dict, &dc);
     sae_trainer_options o = SAE_TRAINER_OPTIONS_INIT;
-    o.preset = SAE_PRESET_SAE_ICM, o.total_steps = f->steps, o.lr = f->lr;
-    o.seed = f->seed, o.n_threads = (int32_t)f->threads;
-    const int64_t warmup = f->warmup >= 0 ? f->warmup : f->steps / 10 < 200 ? f->steps / 10 : 200;
-    o.warmup_steps = warmup > 0 ? warmup : SAE_TRAIN_OFF;
-    if (f->ortho_given)
-        o.ortho_lambda = f->ortho > 0 ? f->ortho : SAE_TRAIN_OFF;
-    if (f->ortho_subset_given)
-        o.ortho_subset = f->ortho_subset > 0 ? f->ortho_subset : SAE_TRAIN_OFF;
+    o.preset = SAE_PRESET_SAE_ICM, o.total_steps = f->opt.steps;
+    cli_train_options_apply(&f->opt, &o);
+    if (f->opt.warmup < 0) { /* sae-icm's 200 steps, or a tenth of a shorter run */
+        const int64_t warmup = f->opt.steps / 10 < 200 ? f->opt.steps / 10 : 200;
+        o.warmup_steps = warmup > 0 ? warmup : SAE_TRAIN_OFF;
+    }
     if (f->unit_norm)
         o.decoder_constraint = SAE_DECODER_UNIT_EXACT;
     if (dc.arch == SAE_ARCH_TOPK) {
@@ -244,9 +201,9 @@ static int on_step(void *user, const sae_fit_progress *p, const sae_train_metric
 static int fit(const finetune_args *f, sae_trainer *t, fit_state *st, sae_fit_progress *p)
 {
     memset(st, 0, sizeof *st);
-    cli_progress_init(&st->bar, stderr, f->steps, "steps");
+    cli_progress_init(&st->bar, stderr, f->opt.steps, "steps");
     sae_fit_options fo = SAE_FIT_OPTIONS_INIT;
-    fo.steps = f->steps, fo.batch_size = f->batch;
+    fo.steps = f->opt.steps, fo.batch_size = f->opt.batch;
     sae_status s = sae_trainer_fit(t, f->data.source, &fo, p, on_step, st);
     cli_progress_finish(&st->bar);
     if (s != SAE_OK) {
@@ -278,7 +235,7 @@ static int print_json(const finetune_args *f, const sae_dict *dict, const char *
     if (!o)
         return cli_fail(NULL, "out of memory");
     cJSON_AddStringToObject(o, "path", f->path);
-    cJSON_AddStringToObject(o, "out", f->out);
+    cJSON_AddStringToObject(o, "out", f->opt.out);
     cJSON_AddStringToObject(o, "format", out_format);
     cJSON_AddStringToObject(o, "architecture", sae_arch_name(sae_dict_arch(dict)));
     cJSON_AddNumberToObject(o, "d_in", (double)sae_dict_d_in(dict));
@@ -296,13 +253,7 @@ static int print_json(const finetune_args *f, const sae_dict *dict, const char *
     cJSON_AddNumberToObject(last, "relative_l2", st->last.mse);
     cJSON_AddNumberToObject(last, "ortho", st->last.ortho);
     cJSON_AddNumberToObject(last, "lr", st->last.lr);
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
-    if (!text)
-        return cli_fail(NULL, "out of memory");
-    puts(text);
-    cJSON_free(text);
-    return 0;
+    return cli_print_json(o);
 }
 
 static void print_text(const finetune_args *f, const sae_dict *dict, const char *out_format,
@@ -330,7 +281,7 @@ static void print_text(const finetune_args *f, const sae_dict *dict, const char 
     printf("  L0                 %12.3f %12.3f\n", m[0].ev.l0, m[1].ev.l0);
     printf("last step: loss %.6g  relative L2 %.6g  ortho %.6g  lr %.3g\n", st->last.loss,
            st->last.mse, st->last.ortho, st->last.lr);
-    printf("wrote %s (%s)\n", f->out, out_format);
+    printf("wrote %s (%s)\n", f->opt.out, out_format);
 }
 
 int cmd_finetune(int argc, char **argv)
@@ -349,8 +300,8 @@ int cmd_finetune(int argc, char **argv)
     measure m[2];
     fit_state st;
     sae_fit_progress p = SAE_FIT_PROGRESS_INIT;
-    if ((rc = cli_load_dict(f.path, f.k, &dict, &in_format)) ||
-        (rc = cli_data_open(&f.data, sae_dict_d_in(dict), true, f.seed, (int32_t)f.threads)))
+    if ((rc = cli_load_dict(f.path, f.opt.k, &dict, &in_format)) ||
+        (rc = cli_data_open(&f.data, sae_dict_d_in(dict), true, f.opt.seed, (int32_t)f.opt.threads)))
         goto done;
     const int64_t d = sae_dict_d_in(dict);
     if (sae_source_d(f.data.source) != d) {
@@ -371,11 +322,11 @@ int cmd_finetune(int argc, char **argv)
     }
     if ((rc = measure_dict(&f, tuned, eval_src, &m[1])))
         goto done;
-    const int32_t out_format = f.format ? f.format
+    const int32_t out_format = f.opt.format ? f.opt.format
                                : in_format == SAE_FORMAT_SPARSIFY ? SAE_FORMAT_SPARSIFY
                                                                   : SAE_FORMAT_SAELENS;
-    if ((s = sae_dict_save(tuned, f.out, out_format)) != SAE_OK) {
-        rc = cli_fail_status(f.out, s);
+    if ((s = sae_dict_save(tuned, f.opt.out, out_format)) != SAE_OK) {
+        rc = cli_fail_status(f.opt.out, s);
         goto done;
     }
     sae_trainer_options o = SAE_TRAINER_OPTIONS_INIT;

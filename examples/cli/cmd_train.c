@@ -63,11 +63,11 @@ static int parse_args(int argc, char **argv, train_args *t)
 {
     memset(t, 0, sizeof *t);
     cli_data_init(&t->data);
-    t->arch = -1, t->format = SAE_FORMAT_SAELENS, t->batch = 4096, t->warmup = -1;
+    cli_train_options_init(&t->opt);
+    t->arch = -1, t->opt.format = SAE_FORMAT_SAELENS;
     cli_args a;
     cli_args_init(&a, argc, argv);
     bool is_opt;
-    int64_t n = 0;
     int rc = 0;
     for (const char *arg; (arg = cli_args_next(&a, &is_opt));) {
         const char *v = NULL;
@@ -77,7 +77,8 @@ static int parse_args(int argc, char **argv, train_args *t)
             fputs(usage, stdout);
             return -1;
         }
-        if (cli_data_option(&t->data, &a, arg, usage, "train", &rc)) {
+        if (cli_data_option(&t->data, &a, arg, usage, "train", &rc) ||
+            cli_train_option(&t->opt, &a, arg, usage, "train", &rc)) {
             if (rc)
                 return rc;
         } else if (cli_opt_is(&a, arg, "--arch")) {
@@ -102,51 +103,13 @@ static int parse_args(int argc, char **argv, train_args *t)
             else
                 return cli_usage_error(usage, "train: --preset must be saelens, "
                                               "dictionary_learning, sparsify or sae_icm");
-        } else if (cli_opt_is(&a, arg, "--format")) {
-            v = cli_opt_value(&a);
-            if (v && !strcmp(v, "saelens"))
-                t->format = SAE_FORMAT_SAELENS;
-            else if (v && !strcmp(v, "sparsify"))
-                t->format = SAE_FORMAT_SPARSIFY;
-            else
-                return cli_usage_error(usage, "train: --format must be saelens or sparsify");
         } else if (cli_opt_is(&a, arg, "--d-sae")) {
             if (!cli_parse_i64(cli_opt_value(&a), 1, INT32_MAX, &t->d_sae))
                 return cli_usage_error(usage, "train: --d-sae needs a positive integer");
-        } else if (cli_opt_is(&a, arg, "--k")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 1, INT32_MAX, &t->k))
-                return cli_usage_error(usage, "train: --k needs a positive integer");
-        } else if (cli_opt_is(&a, arg, "--steps")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 1, INT64_MAX / 2, &t->steps))
-                return cli_usage_error(usage, "train: --steps needs a positive integer");
-        } else if (cli_opt_is(&a, arg, "--batch")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 1, INT64_C(1) << 24, &t->batch))
-                return cli_usage_error(usage, "train: --batch needs a positive integer");
-        } else if (cli_opt_is(&a, arg, "--warmup")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 0, INT64_MAX / 2, &t->warmup))
-                return cli_usage_error(usage, "train: --warmup needs an integer >= 0");
-        } else if (cli_opt_is(&a, arg, "--threads")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 1, 4096, &t->threads))
-                return cli_usage_error(usage, "train: --threads needs an integer in 1..4096");
-        } else if (cli_opt_is(&a, arg, "--seed")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 0, INT64_MAX, &n))
-                return cli_usage_error(usage, "train: --seed needs an integer >= 0");
-            t->seed = (uint64_t)n;
-        } else if (cli_opt_is(&a, arg, "--lr")) {
-            if (!cli_parse_f64(cli_opt_value(&a), &t->lr) || !(t->lr > 0))
-                return cli_usage_error(usage, "train: --lr needs a positive number");
         } else if (cli_opt_is(&a, arg, "--l1")) {
             if (!cli_parse_f64(cli_opt_value(&a), &t->l1) || !(t->l1 >= 0))
                 return cli_usage_error(usage, "train: --l1 needs a number >= 0");
             t->l1_given = true;
-        } else if (cli_opt_is(&a, arg, "--ortho")) {
-            if (!cli_parse_f64(cli_opt_value(&a), &t->ortho) || !(t->ortho >= 0))
-                return cli_usage_error(usage, "train: --ortho needs a number >= 0");
-            t->ortho_given = true;
-        } else if (cli_opt_is(&a, arg, "--ortho-subset")) {
-            if (!cli_parse_i64(cli_opt_value(&a), 0, INT32_MAX, &t->ortho_subset))
-                return cli_usage_error(usage, "train: --ortho-subset needs an integer >= 0");
-            t->ortho_subset_given = true;
         } else if (cli_opt_is(&a, arg, "--no-repeat")) {
             t->no_repeat = true;
         } else if (cli_opt_is(&a, arg, "--checkpoint")) {
@@ -158,9 +121,6 @@ static int parse_args(int argc, char **argv, train_args *t)
                                               "integer");
         } else if (cli_opt_is(&a, arg, "--resume")) {
             t->resume = true;
-        } else if (cli_opt_is(&a, arg, "--out")) {
-            if (!(t->out = cli_opt_value(&a)) || !*t->out)
-                return cli_usage_error(usage, "train: --out needs a directory");
         } else {
             return cli_usage_error(usage, "train: unknown option '%s'", arg);
         }
@@ -169,29 +129,29 @@ static int parse_args(int argc, char **argv, train_args *t)
         return rc;
     if (t->arch < 0)
         return cli_usage_error(usage, "train: missing --arch (standard or topk)");
-    if (!t->d_sae || !t->steps || !t->out)
+    if (!t->d_sae || !t->opt.steps || !t->opt.out)
         return cli_usage_error(usage, "train: missing %s",
-                               !t->d_sae ? "--d-sae" : !t->steps ? "--steps" : "--out");
+                               !t->d_sae ? "--d-sae" : !t->opt.steps ? "--steps" : "--out");
     if ((t->checkpoint_every || t->resume) && !t->checkpoint)
         return cli_usage_error(usage, "train: %s needs --checkpoint PATH",
                                t->resume ? "--resume" : "--checkpoint-every");
     const bool selects = t->arch == SAE_ARCH_TOPK || t->arch == SAE_ARCH_BATCHTOPK;
-    if (selects && !t->k)
+    if (selects && !t->opt.k)
         return cli_usage_error(usage, "train: --arch %s needs --k", sae_arch_name(t->arch));
-    if (selects && t->k > t->d_sae)
+    if (selects && t->opt.k > t->d_sae)
         return cli_usage_error(usage, "train: --k %lld is more than --d-sae %lld",
-                               (long long)t->k, (long long)t->d_sae);
-    if (!selects && t->k)
+                               (long long)t->opt.k, (long long)t->d_sae);
+    if (!selects && t->opt.k)
         return cli_usage_error(usage, "train: --k is for --arch topk and batchtopk");
     if (selects && t->l1_given)
         return cli_usage_error(usage, "train: --l1 is not for --arch %s (it has no sparsity "
                                       "penalty)", sae_arch_name(t->arch));
-    if (t->ortho_subset_given && !t->ortho_given && t->preset != SAE_PRESET_SAE_ICM)
+    if (t->opt.ortho_subset_given && !t->opt.ortho_given && t->preset != SAE_PRESET_SAE_ICM)
         return cli_usage_error(usage, "train: --ortho-subset needs --ortho X (or --preset "
                                       "sae_icm)");
     if (t->arch != SAE_ARCH_TOPK && t->preset == SAE_PRESET_SPARSIFY)
         return cli_usage_error(usage, "train: the sparsify preset trains TopK SAEs only");
-    if (t->format == SAE_FORMAT_SPARSIFY &&
+    if (t->opt.format == SAE_FORMAT_SPARSIFY &&
         (t->arch != SAE_ARCH_TOPK || t->preset == SAE_PRESET_SAELENS))
         return cli_usage_error(usage, "train: --format sparsify holds TopK SAEs with ReLU before "
                                       "top-k: use --arch topk with --preset sparsify or "
@@ -203,17 +163,11 @@ static int parse_args(int argc, char **argv, train_args *t)
 static int make_trainer(const train_args *t, int64_t d_in, sae_trainer **out)
 {
     sae_trainer_options o = SAE_TRAINER_OPTIONS_INIT;
-    o.arch = t->arch, o.d_in = d_in, o.d_sae = t->d_sae, o.k = t->k, o.preset = t->preset;
-    o.n_threads = (int32_t)t->threads, o.seed = t->seed, o.total_steps = t->steps;
-    o.lr = t->lr;
+    o.arch = t->arch, o.d_in = d_in, o.d_sae = t->d_sae, o.k = t->opt.k, o.preset = t->preset;
+    o.total_steps = t->opt.steps;
+    cli_train_options_apply(&t->opt, &o);
     if (t->l1_given)
         o.l1_coefficient = t->l1 > 0 ? t->l1 : SAE_TRAIN_OFF;
-    if (t->warmup >= 0)
-        o.warmup_steps = t->warmup > 0 ? t->warmup : SAE_TRAIN_OFF;
-    if (t->ortho_given)
-        o.ortho_lambda = t->ortho > 0 ? t->ortho : SAE_TRAIN_OFF;
-    if (t->ortho_subset_given)
-        o.ortho_subset = t->ortho_subset > 0 ? t->ortho_subset : SAE_TRAIN_OFF;
     sae_status s = sae_trainer_create(out, &o);
     return s == SAE_OK ? 0 : cli_fail_status(NULL, s);
 }
@@ -306,9 +260,9 @@ static int save_result(const train_args *t, const sae_trainer *trainer)
     sae_dict *dict = NULL;
     sae_status s = sae_trainer_export(trainer, &dict);
     if (s == SAE_OK)
-        s = sae_dict_save(dict, t->out, t->format);
+        s = sae_dict_save(dict, t->opt.out, t->opt.format);
     sae_dict_free(dict);
-    return s == SAE_OK ? 0 : cli_fail_status(t->out, s);
+    return s == SAE_OK ? 0 : cli_fail_status(t->opt.out, s);
 }
 
 /* The run's summary on stdout; start: steps taken before this run (a resumed checkpoint's). */
@@ -317,10 +271,10 @@ static void print_summary(const train_args *t, int64_t d_in, int64_t start,
 {
     if (start > 0)
         printf("resumed from %s at step %lld\n", t->checkpoint, (long long)start);
-    if (start >= t->steps) {
+    if (start >= t->opt.steps) {
         printf("the checkpoint has taken %lld steps already (--steps %lld): nothing to train\n",
-               (long long)start, (long long)t->steps);
-        printf("wrote %s (%s)\n", t->out, sae_format_name(t->format));
+               (long long)start, (long long)t->opt.steps);
+        printf("wrote %s (%s)\n", t->opt.out, sae_format_name(t->opt.format));
         return;
     }
     char what[512], rate[32];
@@ -328,13 +282,13 @@ static void print_summary(const train_args *t, int64_t d_in, int64_t start,
     cli_format_si(rate, sizeof rate, p->tokens_per_second);
     printf("trained a %s SAE (d_in %lld, d_sae %lld", sae_arch_name(t->arch), (long long)d_in,
            (long long)t->d_sae);
-    if (t->k)
-        printf(", k %lld", (long long)t->k);
+    if (t->opt.k)
+        printf(", k %lld", (long long)t->opt.k);
     printf(") for %lld steps on %s: %lld tokens in %.2f s (%s tokens/s)\n",
            (long long)p->steps_done, what, (long long)p->tokens, p->elapsed_seconds, rate);
     if (p->source_ended)
         printf("the data ran out after %lld of %lld steps (--no-repeat)\n",
-               (long long)(start + p->steps_done), (long long)t->steps);
+               (long long)(start + p->steps_done), (long long)t->opt.steps);
     printf("last step: loss %.6g  mse %.6g  L0 %.2f  FVU %.4f  dead %lld  lr %.3g", m->loss,
            m->mse, m->l0, m->fvu, (long long)m->n_dead, m->lr);
     if (m->ortho > 0)
@@ -343,7 +297,7 @@ static void print_summary(const train_args *t, int64_t d_in, int64_t start,
     if (t->checkpoint)
         printf("wrote the checkpoint %s (step %lld)\n", t->checkpoint,
                (long long)(start + p->steps_done));
-    printf("wrote %s (%s)\n", t->out, sae_format_name(t->format));
+    printf("wrote %s (%s)\n", t->opt.out, sae_format_name(t->opt.format));
 }
 
 /* Train `steps` steps with the progress display, Ctrl-C stopping after the current step. */
@@ -352,7 +306,7 @@ static sae_status run_fit(const train_args *t, sae_trainer *trainer, int64_t ste
 {
     cli_progress_init(&state->bar, stderr, steps, "steps");
     sae_fit_options fo = SAE_FIT_OPTIONS_INIT;
-    fo.steps = steps, fo.batch_size = t->batch;
+    fo.steps = steps, fo.batch_size = t->opt.batch;
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_interrupt;
@@ -374,13 +328,13 @@ int cmd_train(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     }
     struct stat st_out;
-    if (stat(t.out, &st_out) == 0 && !S_ISDIR(st_out.st_mode)) {
+    if (stat(t.opt.out, &st_out) == 0 && !S_ISDIR(st_out.st_mode)) {
         cli_data_free(&t.data);
-        return cli_fail(t.out, "exists and is not a directory");
+        return cli_fail(t.opt.out, "exists and is not a directory");
     }
     sae_trainer *trainer = NULL;
     bool resumed = false;
-    rc = cli_data_open(&t.data, 0, !t.no_repeat, t.seed, (int32_t)t.threads);
+    rc = cli_data_open(&t.data, 0, !t.no_repeat, t.opt.seed, (int32_t)t.opt.threads);
     const int64_t d_in = rc ? 0 : sae_source_d(t.data.source);
     if (!rc)
         rc = open_trainer(&t, d_in, &trainer, &resumed);
@@ -396,8 +350,8 @@ int cmd_train(int argc, char **argv)
     state.saved_step = resumed ? state.start : -1; /* the file holds that step */
     sae_fit_progress p = SAE_FIT_PROGRESS_INIT;
     sae_status s = SAE_OK;
-    if (t.steps > state.start)
-        s = run_fit(&t, trainer, t.steps - state.start, &state, &p);
+    if (t.opt.steps > state.start)
+        s = run_fit(&t, trainer, t.opt.steps - state.start, &state, &p);
     const int64_t step = state.start + p.steps_done;
     /* The final checkpoint, also after Ctrl-C; after an error the last periodic one stays. */
     if ((s == SAE_OK || s == SAE_ECANCELED) && t.checkpoint && state.save_error == SAE_OK &&
@@ -412,12 +366,12 @@ int cmd_train(int argc, char **argv)
         rc = cli_fail_status(what, s);
     } else if (step == 0) {
         rc = cli_fail(NULL, "the data holds fewer rows than one batch of %lld: nothing trained",
-                      (long long)t.batch);
+                      (long long)t.opt.batch);
     } else if (!(rc = save_result(&t, trainer))) {
         print_summary(&t, d_in, state.start, &p, &state.last);
         if (s == SAE_ECANCELED)
             rc = cli_fail(NULL, "interrupted after %lld of %lld steps; saved the SAE so far%s",
-                          (long long)step, (long long)t.steps,
+                          (long long)step, (long long)t.opt.steps,
                           t.checkpoint ? " and the checkpoint (continue with --resume)" : "");
         else if (fflush(stdout) != 0)
             rc = cli_fail(NULL, "cannot write to standard output");

@@ -201,11 +201,5 @@ int et_print_json(const et_state *st)
     cJSON *cols = cJSON_AddArrayToObject(root, "dictionaries");
     for (int c = 0; c < st->n_cols; c++)
         cJSON_AddItemToArray(cols, json_column(st, &st->cols[c]));
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
-    if (!text)
-        return cli_fail(NULL, "out of memory");
-    puts(text);
-    cJSON_free(text);
-    return 0;
+    return cli_print_json(root);
 }

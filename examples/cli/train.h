@@ -4,19 +4,16 @@
 #define SAE_CLI_TRAIN_H
 
 #include "data.h"
+#include "train_options.h"
 
 typedef struct train_args {
     cli_data data;
+    cli_train_options opt;  /* --steps (required), --k (TopK, BatchTopK), --format, ... */
     int32_t arch;          /* -1 until given */
     int32_t preset;
-    int32_t format;
-    int64_t d_sae, k, steps, batch, warmup, threads; /* warmup -1, threads 0: not given */
-    double lr, l1;         /* 0: the preset's */
-    double ortho;          /* --ortho: weight of the orthogonality penalty */
-    int64_t ortho_subset;  /* --ortho-subset: 0 every feature */
-    bool l1_given, no_repeat, resume, ortho_given, ortho_subset_given;
-    uint64_t seed;
-    const char *out;
+    int64_t d_sae;
+    double l1;             /* --l1 */
+    bool l1_given, no_repeat, resume;
     const char *checkpoint;   /* --checkpoint PATH, or NULL */
     int64_t checkpoint_every; /* 0: only at the end and on Ctrl-C */
 } train_args;

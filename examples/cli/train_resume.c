@@ -49,15 +49,15 @@ static int check_options(const train_args *t, int64_t d_in, const sae_trainer_op
         return disagree(path, "--preset", preset_name(o->preset), preset_name(t->preset));
     const int_setting ints[] = {
         {"--d-sae", (long long)o->d_sae, (long long)t->d_sae, true, NULL},
-        {"--k", (long long)o->k, (long long)t->k, t->k != 0, NULL},
+        {"--k", (long long)o->k, (long long)t->opt.k, t->opt.k != 0, NULL},
         {"rows of width", (long long)o->d_in, (long long)d_in, true, NULL},
-        {"--seed", (long long)o->seed, (long long)t->seed, true, NULL},
-        {"--warmup", plain_i(o->warmup_steps), (long long)t->warmup, t->warmup >= 0, NULL},
+        {"--seed", (long long)o->seed, (long long)t->opt.seed, true, NULL},
+        {"--warmup", plain_i(o->warmup_steps), (long long)t->opt.warmup, t->opt.warmup >= 0, NULL},
         /* negative (every feature) reads as --ortho-subset 0 */
-        {"--ortho-subset", plain_i(o->ortho_subset), (long long)t->ortho_subset,
-         t->ortho_subset_given, NULL},
+        {"--ortho-subset", plain_i(o->ortho_subset), (long long)t->opt.ortho_subset,
+         t->opt.ortho_subset_given, NULL},
         /* The loaded trainer keeps the saved thread count, which fixes the summation order. */
-        {"--threads", (long long)o->n_threads, (long long)t->threads, t->threads > 0,
+        {"--threads", (long long)o->n_threads, (long long)t->opt.threads, t->opt.threads > 0,
          "(not given)"},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
@@ -71,9 +71,9 @@ static int check_options(const train_args *t, int64_t d_in, const sae_trainer_op
         }
     /* The same text gives the same double, and checkpoints store doubles exactly. */
     const struct { const char *name; double saved, asked; bool given; } reals[] = {
-        {"--lr", o->lr, t->lr, t->lr > 0},
+        {"--lr", o->lr, t->opt.lr, t->opt.lr > 0},
         {"--l1", plain_f(o->l1_coefficient), t->l1, t->l1_given},
-        {"--ortho", plain_f(o->ortho_lambda), t->ortho, t->ortho_given},
+        {"--ortho", plain_f(o->ortho_lambda), t->opt.ortho, t->opt.ortho_given},
     };
     for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
         if (reals[i].given && reals[i].saved != reals[i].asked) {
@@ -83,7 +83,7 @@ static int check_options(const train_args *t, int64_t d_in, const sae_trainer_op
         }
     /* A run may be extended or shortened when its learning rate does not depend on its length;
      * the sparsify preset decays it to 0 at --steps (trainer.h), cosine and decay phases too. */
-    if (o->total_steps != t->steps &&
+    if (o->total_steps != t->opt.steps &&
         (o->preset == SAE_PRESET_SPARSIFY || o->lr_schedule == SAE_LR_COSINE ||
          o->decay_steps > 0))
         return cli_fail(path, "the checkpoint belongs to a run of %lld steps whose learning "
@@ -97,12 +97,12 @@ static int skip_rows(const train_args *t, int64_t rows)
 {
     sae_source *src = t->data.source;
     const int64_t d = sae_source_d(src);
-    float *buf = malloc(sizeof *buf * (size_t)(t->batch * d));
+    float *buf = malloc(sizeof *buf * (size_t)(t->opt.batch * d));
     if (!buf)
         return cli_fail(NULL, "out of memory");
     int rc = 0;
     for (int64_t left = rows; left > 0 && !rc;) {
-        const int64_t n = left < t->batch ? left : t->batch;
+        const int64_t n = left < t->opt.batch ? left : t->opt.batch;
         int64_t got = 0;
         sae_status s = sae_source_next(src, n, buf, d, &got);
         if (s != SAE_OK) {
@@ -137,11 +137,11 @@ int train_resume(const train_args *t, sae_trainer **out)
     int rc = s == SAE_OK ? check_options(t, sae_source_d(t->data.source), &o)
                          : cli_fail_status(t->checkpoint, s);
     const int64_t done = sae_trainer_steps(*out);
-    if (!rc && done > INT64_MAX / t->batch)
+    if (!rc && done > INT64_MAX / t->opt.batch)
         rc = cli_fail(t->checkpoint, "%lld steps of %lld rows are too many rows to skip",
-                      (long long)done, (long long)t->batch);
-    if (!rc && done < t->steps)
-        rc = skip_rows(t, done * t->batch);
+                      (long long)done, (long long)t->opt.batch);
+    if (!rc && done < t->opt.steps)
+        rc = skip_rows(t, done * t->opt.batch);
     if (rc) {
         sae_trainer_free(*out);
         *out = NULL;

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli.h"
 
 /* ---- errors ------------------------------------------------------------------------------ */
@@ -221,4 +223,15 @@ void cli_print_bar(const char *label, int64_t count, int64_t max)
     for (int i = 0; i < len; i++)
         putchar('#');
     putchar('\n');
+}
+
+int cli_print_json(cJSON *value)
+{
+    char *text = cJSON_Print(value);
+    cJSON_Delete(value);
+    if (!text)
+        return cli_fail(NULL, "out of memory");
+    puts(text);
+    cJSON_free(text);
+    return 0;
 }
