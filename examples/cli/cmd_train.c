@@ -255,12 +255,25 @@ static int on_step(void *user, const sae_fit_progress *p, const sae_train_metric
 
 /* ---- output ----------------------------------------------------------------------------- */
 
+/* The exported dictionary, named after the hook point its data came from when the data says
+ * (`sae capture` files), so that `sae eval --model` and `sae generate` find it without --hook. */
 static int save_result(const train_args *t, const sae_trainer *trainer)
 {
-    sae_dict *dict = NULL;
+    sae_dict *dict = NULL, *named = NULL;
     sae_status s = sae_trainer_export(trainer, &dict);
+    char hook[256];
+    if (s == SAE_OK && cli_data_hook_name(&t->data, hook, sizeof hook)) {
+        sae_dict_config c = SAE_DICT_CONFIG_INIT;
+        sae_dict_weights w = SAE_DICT_WEIGHTS_INIT;
+        if ((s = sae_dict_get_config(dict, &c)) == SAE_OK &&
+            (s = sae_dict_get_weights(dict, &w)) == SAE_OK) {
+            c.hook_name = hook;
+            s = sae_dict_create(&named, &c, &w, NULL);
+        }
+    }
     if (s == SAE_OK)
-        s = sae_dict_save(dict, t->opt.out, t->opt.format);
+        s = sae_dict_save(named ? named : dict, t->opt.out, t->opt.format);
+    sae_dict_free(named);
     sae_dict_free(dict);
     return s == SAE_OK ? 0 : cli_fail_status(t->opt.out, s);
 }

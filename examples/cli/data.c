@@ -187,6 +187,37 @@ int cli_data_open(cli_data *d, int64_t default_raw_d, bool loop, uint64_t seed,
     return s == SAE_OK ? 0 : cli_fail_status(NULL, s);
 }
 
+/* The tensor the source reads from r: --tensor, else the only one, else "x" (source.h). */
+static const char *tensor_read(const cli_data *d, const sae_st_reader *r)
+{
+    if (d->tensor)
+        return d->tensor;
+    return sae_st_count(r) == 1 ? sae_st_tensor_at(r, 0)->name : "x";
+}
+
+bool cli_data_hook_name(const cli_data *d, char *buf, size_t size)
+{
+    bool found = !d->synthetic && d->n_files > 0;
+    buf[0] = '\0';
+    for (int64_t i = 0; found && i < d->n_files; i++) {
+        sae_st_reader *r = NULL;
+        found = ends_with(d->files[i], ".safetensors") && sae_st_open(&r, d->files[i]) == SAE_OK;
+        if (found) {
+            char key[256];
+            snprintf(key, sizeof key, "hooks.%s", tensor_read(d, r));
+            const char *hook = sae_st_metadata(r, key);
+            found = hook && hook[0] && !strchr(hook, ',') && strlen(hook) < size &&
+                    (i == 0 || !strcmp(buf, hook));
+            if (found)
+                snprintf(buf, size, "%s", hook);
+        }
+        sae_st_close(r);
+    }
+    if (!found)
+        buf[0] = '\0';
+    return found;
+}
+
 void cli_data_describe(const cli_data *d, char *buf, size_t size)
 {
     if (d->synthetic)

@@ -59,6 +59,12 @@ int cli_data_check(const cli_data *d, const char *usage, const char *cmd);
 int cli_data_open(cli_data *d, int64_t default_raw_d, bool loop, uint64_t seed,
                   int32_t n_threads);
 
+/* The hook point the data was captured at: the "hooks.<tensor>" metadata `sae capture` writes,
+ * when every file is a safetensors file naming the same single hook point for the tensor read.
+ * Copied into buf (size bytes); false when there is no such name (raw files, synthetic data,
+ * several hook points, files that disagree). Call after cli_data_open. */
+bool cli_data_hook_name(const cli_data *d, char *buf, size_t size);
+
 /* "synthetic", the one file, or "N files": for messages. */
 void cli_data_describe(const cli_data *d, char *buf, size_t size);
 

@@ -212,8 +212,9 @@ def test_capture_errors(model, tokens, tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(model, tokens, tmp_path_factory):
-    """A TopK SAE trained briefly on resid_post.2 (without BOS), its cfg.json naming the hook
-    point the SAELens way."""
+    """A TopK SAE trained briefly on resid_post.2 (without BOS). `sae train` names the hook
+    point of the captured file in cfg.json; the test renames it the SAELens way, which eval
+    maps back."""
     base = tmp_path_factory.mktemp("trained")
     _, t32, _ = tokens
     acts = base / "acts.safetensors"
@@ -223,7 +224,8 @@ def trained(model, tokens, tmp_path_factory):
     ok("train", "--data", acts, "--arch", "topk", "--k", 8, "--d-sae", 128, "--steps", 40,
        "--batch", 32, "--threads", 1, "--out", out)
     cfg = json.loads((out / "cfg.json").read_text())
-    cfg.setdefault("metadata", {})["hook_name"] = "blocks.2.hook_resid_post"
+    assert cfg["metadata"]["hook_name"] == "resid_post.2"
+    cfg["metadata"]["hook_name"] = "blocks.2.hook_resid_post"
     (out / "cfg.json").write_text(json.dumps(cfg))
     return out
 
@@ -267,6 +269,13 @@ def test_eval_text_output_and_hook_choice(model, tokens, trained, tmp_path):
     # rows from --data, loss recovered from the model
     acts = tmp_path / "acts.safetensors"
     ok("capture", "--model", model[0], "--tokens", t32, "--hook", "resid_post.2", "--out", acts)
+    # a file of every hook point names none: the SAE trained on one of its rows has no hook_name
+    every = tmp_path / "every.safetensors"
+    ok("capture", "--model", model[0], "--tokens", t32, "--hook", "resid_post", "--out", every)
+    ok("train", "--data", every, "--arch", "topk", "--k", 4, "--d-sae", 32, "--steps", 2,
+       "--batch", 16, "--threads", 1, "--out", tmp_path / "unnamed")
+    assert "hook_name" not in json.loads((tmp_path / "unnamed" / "cfg.json").read_text()).get(
+        "metadata", {})
     got = json.loads(ok("eval", trained, "--data", acts, "--model", model[0], "--tokens", t32,
                         "--json", "--threads", 1).stdout)
     assert got["data"] == str(acts) and "loss_recovered" in got
