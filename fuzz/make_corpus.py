@@ -6,7 +6,8 @@ rules FORMATS.md says a reader must enforce). Inputs follow the target's convent
 (fuzz/fuzz_util.h and the comment on top of each fuzz_*.c). Needs numpy and torch (CPU) to
 write .pt files; run it again after changing a reader's format, and commit the result.
 
-    /usr/bin/python3 fuzz/make_corpus.py
+    /usr/bin/python3 fuzz/make_corpus.py              # every target
+    /usr/bin/python3 fuzz/make_corpus.py fuzz_task    # only the targets named
 """
 import io
 import json
@@ -417,10 +418,148 @@ def seeds_graph_json():
     put(t, "bad_truncated", circuit()[:200])
 
 
+# ---- the `sae` tool's readers: task files, prompt pairs, pair templates ---------------------
+# The targets tokenize with the small tokenizer of fuzz/fuzz_cli.c: printable ASCII, " " + a
+# letter, and the words listed there (" She", " is", " girl", " Lily", ...) are single tokens.
+
+
+def jdump(o):
+    return json.dumps(o, ensure_ascii=False, separators=(",", ":"))
+
+
+def task(**change):
+    t = {"name": "pronoun", "hook": "layer.1", "bos": True,
+         "attributes": [{"name": "name", "values": ["Lily", "Tim", "Mia"], "dictionary": True},
+                        {"name": "gender", "values": ["female", "male"], "dictionary": False}],
+         "prompts": [{"text": "Then %s said" % n,
+                      "answer": a, "wrong": w, "labels": {"name": n, "gender": g}}
+                     for n, g, a, w in (("Lily", "female", "she", "he"),
+                                        ("Tim", "male", "he", "she"),
+                                        ("Mia", "female", "she", "he"))],
+         "pairs": [{"base": 0, "counterfactual": 1, "attribute": "name"},
+                   {"base": 1, "counterfactual": 2, "attribute": "gender"}]}
+    for key, value in change.items():
+        if value is None:
+            del t[key]
+        else:
+            t[key] = value
+    return t
+
+
+def seeds_task():
+    t = "fuzz_task"
+    put(t, "pronoun", jdump(task()))
+    base = task()
+    put(t, "no_pairs_no_bos", jdump(task(bos=False, pairs=None, name=None, hook=None)))
+    put(t, "utf8_and_bytes", jdump(task(prompts=[
+        dict(base["prompts"][0], text="L'\u00e9t\u00e9 \u2211 \U0001f600 \x7f", answer="The",
+             wrong="\u00e9t\u00e9"), base["prompts"][1]], pairs=[])))
+    bad = {
+        "bad_answer_two_tokens": lambda t: t["prompts"][0].update(answer="she said"),
+        "bad_answer_is_wrong": lambda t: t["prompts"][0].update(wrong="she"),
+        "bad_label_unknown": lambda t: t["prompts"][1]["labels"].update(name="Nobody"),
+        "bad_pair_same": lambda t: t["pairs"][0].update(counterfactual=0),
+        "bad_pair_same_answer": lambda t: t["pairs"][0].update(counterfactual=2),
+        "bad_pair_index": lambda t: t["pairs"][1].update(base=3),
+        "bad_pair_fraction": lambda t: t["pairs"][0].update(base=0.5),
+        "bad_pair_attribute": lambda t: t["pairs"][1].update(attribute="template"),
+        "bad_duplicate_attribute": lambda t: t["attributes"][1].update(name="name"),
+        "bad_duplicate_value": lambda t: t["attributes"][0]["values"].append("Tim"),
+        "bad_bos_type": lambda t: t.update(bos="yes"),
+        "bad_empty_prompts": lambda t: t.update(prompts=[]),
+    }
+    for name, change in bad.items():
+        b = task()
+        change(b)
+        put(t, name, jdump(b))
+    put(t, "bad_truncated", jdump(task())[:100])
+    put(t, "bad_not_object", "[1, 2]")
+    put(t, "invalid_utf8_names", jdump(task()).encode().replace(b"Lily", b"L\xffly"))
+
+
+def pair_line(clean, patch, a_clean, a_patch):
+    o = {"clean_prefix": clean, "clean_answer": a_clean}
+    if patch is not None:
+        o["patch_prefix"] = patch
+    if a_patch is not None:
+        o["patch_answer"] = a_patch
+    return jdump(o)
+
+
+def template(**change):
+    t = {"templates": ["Once upon a time, there was a {noun} named {name}.",
+                       "{name} was a {size} {noun}."],
+         "shared": {"size": ["cat", "dog"]},
+         "classes": [{"answer": " She", "slots": {"noun": ["girl"], "name": ["Lily", "Mia"]}},
+                     {"answer": " He", "slots": {"noun": ["boy"], "name": ["Tim", "Tom"]}}]}
+    for key, value in change.items():
+        if value is None:
+            del t[key]
+        else:
+            t[key] = value
+    return jdump(t)
+
+
+def seeds_prompt_pairs():
+    t = "fuzz_prompt_pairs"
+    girl, boy = "Once upon a time, there was a girl named Lily.", "Once upon a time, there was a boy named Tim."
+    lines = [pair_line(girl, boy, " She", " He"), pair_line(boy, girl, " He", " She"),
+             pair_line("The cats", "The keys", " are", " is")]
+    put(t, "pairs_patched", "\0" + "\n".join(lines) + "\n")
+    put(t, "pairs_zero_ablation", "\0" + pair_line(girl, None, " She", None) + "\n"
+        + pair_line("The dog", None, " is", None))
+    put(t, "pairs_blank_lines_crlf", "\0\r\n" + lines[0] + "\r\n  \t\r\n" + lines[2] + "\r\n")
+    put(t, "pairs_clean_answers_only", "\0" + pair_line(girl, boy, " She", None))
+    put(t, "bad_pairs_mixed", "\0" + lines[0] + "\n" + pair_line(girl, None, " She", None))
+    put(t, "bad_pairs_unequal", "\0" + pair_line("The cat", "The kite", " is", " is"))
+    put(t, "bad_pairs_answer_two_tokens", "\0" + pair_line(girl, boy, " She was", " He"))
+    put(t, "bad_pairs_answer_merges_back", "\0" + pair_line("The ca", "The do", "t", "g"))
+    put(t, "bad_pairs_not_object", "\0" + lines[0] + "\n[1]\n")
+    put(t, "bad_pairs_missing_field", "\0" + jdump({"clean_prefix": girl}))
+    put(t, "bad_pairs_blank", "\0 \n\t\n")
+    put(t, "bad_pairs_nul", "\0" + lines[0][:40] + "\0" + lines[0][40:])
+    # Templates: byte 1 + 2 (n - 1) + 4 seed, n = 1 or 2.
+    put(t, "template_one", b"\x01" + template().encode())
+    put(t, "template_two_seed1", b"\x07" + template().encode())
+    put(t, "template_no_shared", b"\x03" + template(
+        templates=["The {noun} named {name}"], shared=None).encode())
+    put(t, "template_three_classes", b"\x03" + template(classes=[
+        {"answer": " she", "slots": {"noun": ["girl"], "name": ["Lily"]}},
+        {"answer": " he", "slots": {"noun": ["boy"], "name": ["Tim"]}},
+        {"answer": " they", "slots": {"noun": ["cats"], "name": ["Tim"]}}]).encode())
+    put(t, "bad_template_unknown_slot", b"\x01" + template(templates=["A {colour} cat"]).encode())
+    put(t, "bad_template_unclosed", b"\x01" + template(templates=["A {noun cat"]).encode())
+    put(t, "bad_template_long_slot", b"\x01" + template(templates=["{" + "x" * 70 + "}"]).encode())
+    put(t, "bad_template_one_class", b"\x01" + template(classes=[
+        {"answer": " She", "slots": {"noun": ["girl"]}}]).encode())
+    put(t, "bad_template_empty_list", b"\x01" + template(shared={"size": []}).encode())
+    put(t, "bad_template_unequal", b"\x03" + template(templates=["The {noun}"], classes=[
+        {"answer": " She", "slots": {"noun": ["girl"]}},
+        {"answer": " He", "slots": {"noun": ["tall boy"]}}]).encode())
+    put(t, "bad_template_repeats", b"\x03" + template(templates=["The {noun}"], classes=[
+        {"answer": " She", "slots": {"noun": ["cat"]}},
+        {"answer": " He", "slots": {"noun": ["cat"]}}]).encode())
+    put(t, "bad_template_not_strings", b"\x01" + template(templates=[7]).encode())
+    # The fuzzer's first timeout (made readable): 400 draws that all fail, of prompts that run.c's
+    # merge loop tokenized in O(n m) lookups (tests/test_fuzz_regressions.c has a slower one).
+    put(t, "bad_template_timeout", b"\x0b" + template(classes=[
+        {"answer": " She", "slots": {"noun": ["girl"], "name": ["Lily", "Miaa"]}},
+        {"answer": " He", "slots": {"noun": ["boy"], "name": ["T" + "I" * 100]}}]).encode())
+
+
+SEEDS = {"fuzz_safetensors": seeds_safetensors, "fuzz_saelens": seeds_saelens,
+         "fuzz_sparsify": seeds_sparsify, "fuzz_dictionary_learning": seeds_dictionary_learning,
+         "fuzz_torch_pt": seeds_torch_pt, "fuzz_llama2_model": seeds_llama2_model,
+         "fuzz_llama2_tokenizer": seeds_llama2_tokenizer, "fuzz_graph_json": seeds_graph_json,
+         "fuzz_task": seeds_task, "fuzz_prompt_pairs": seeds_prompt_pairs}
+
 if __name__ == "__main__":
-    shutil.rmtree(ROOT, ignore_errors=True)
-    for seeds in (seeds_safetensors, seeds_saelens, seeds_sparsify, seeds_dictionary_learning,
-                  seeds_torch_pt, seeds_llama2_model, seeds_llama2_tokenizer, seeds_graph_json):
-        seeds()
+    # Every target (the whole corpus is rewritten), or the ones named: fuzz/make_corpus.py fuzz_task
+    import sys
+    names = sys.argv[1:] or list(SEEDS)
+    for name in names:
+        shutil.rmtree(os.path.join(ROOT, name), ignore_errors=True)
+    for name in names:
+        SEEDS[name]()
     total = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(ROOT) for f in fs)
     print("corpus: %d bytes" % total)

@@ -9,21 +9,16 @@
  *   - kill test: a child process (this program re-executed with --child) resumes from the
  *     checkpoint, trains and saves after every step while the parent SIGKILLs it, 30 times: at
  *     random moments, and every other time inside a save (the child announces each save on a
- *     pipe); after every kill the checkpoint loads, and resuming gives the uninterrupted run
- *     bit for bit. */
+ *     pipe; tests/support/kill_harness.h); after every kill the checkpoint loads, and resuming
+ *     gives the uninterrupted run bit for bit. */
 #include <cjson/cJSON.h>
-#include <dirent.h>
-#include <errno.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "kill_harness.h"
 #include "sae/trainer.h"
 #include "test_util.h"
 #include "trainer/trainer_internal.h"
@@ -423,7 +418,7 @@ static void test_damaged_checkpoints(void **state)
 #define KILL_CHILD_TARGET 100000 /* never reached: every child is killed */
 
 /* The child: resume from `path` (or start), train towards `target` saving after every step;
- * before each save it writes a byte to `signal_fd` (-1: none) so that the parent can aim. */
+ * it announces each save on `signal_fd` so that the parent can aim. */
 static int child_main(const char *path, int64_t target, int signal_fd)
 {
     sae_trainer *t = NULL;
@@ -440,7 +435,7 @@ static int child_main(const char *path, int64_t target, int signal_fd)
     while (s == SAE_OK && sae_trainer_steps(t) < target) {
         data(KILL_MODEL, sae_trainer_steps(t), x);
         s = sae_trainer_step(t, k->n, x, k->d, NULL);
-        if (s == SAE_OK && signal_fd >= 0 && write(signal_fd, "s", 1) != 1)
+        if (s == SAE_OK && !kill_announce(signal_fd))
             s = SAE_EIO;
         if (s == SAE_OK)
             s = sae_trainer_save(t, path);
@@ -453,72 +448,13 @@ static int child_main(const char *path, int64_t target, int signal_fd)
     return s == SAE_OK ? 0 : 4;
 }
 
-/* Remove the temporary files killed writers left beside `path`; how many there were. */
-static int remove_leftovers(const char *path)
-{
-    char dir[1024], prefix[1024];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    *slash = '\0';
-    snprintf(prefix, sizeof prefix, "%s.tmp.", slash + 1);
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int count = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
-            continue;
-        char full[2048];
-        snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
-        assert_int_equal(unlink(full), 0);
-        count++;
-    }
-    closedir(d);
-    return count;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Start the child on `path` towards `target` steps, signalling on signal_fd (-1: none). */
-static pid_t spawn(const char *path, int64_t target, int signal_fd)
-{
-    char arg[32], fd[16];
-    snprintf(arg, sizeof arg, "%lld", (long long)target);
-    snprintf(fd, sizeof fd, "%d", signal_fd);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl("/proc/self/exe", "test_checkpoint", "--child", path, arg, fd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Run the child to its end; its wall time. */
+/* Run the child on `path` towards `target` steps to its end; its wall time. */
 static double run_child(const char *path, int64_t target)
 {
-    const double t0 = now();
-    int status = 0;
-    pid_t pid = spawn(path, target, -1);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    return now() - t0;
+    char arg[32];
+    snprintf(arg, sizeof arg, "%lld", (long long)target);
+    return kill_run_child((const char *[]){path, arg, NULL});
 }
-
-/* Wait (at most 60 s) for the child's signal that a save begins. */
-static void await_save(int fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    char byte;
-    if (poll(&p, 1, 60000) != 1 || read(fd, &byte, 1) != 1)
-        fail_msg("the child never started a save");
-}
-
-static void sleep_for(double seconds) { usleep((useconds_t)(seconds * 1e6)); }
 
 static void test_kill_during_save(void **state)
 {
@@ -526,8 +462,8 @@ static void test_kill_during_save(void **state)
     char path[1024];
     snprintf(path, sizeof path, "%s", tmp_path("ckpt_kill.safetensors"));
     unlink(path);
-    remove_leftovers(path);
-    const double start = now();
+    kill_remove_temporaries(path);
+    const double start = kill_now();
     /* Calibration on this machine and build (Release or sanitizers): a child's start-up (exec
      * and load), one step + save, one save. The checkpoint then holds step 4. */
     run_child(path, 2);
@@ -535,34 +471,19 @@ static void test_kill_during_save(void **state)
     const double cycle = fmax((run_child(path, 4) - startup) / 2, 1e-3);
     sae_trainer *probe = NULL;
     assert_sae_ok(sae_trainer_load(&probe, path, test_allocator()));
-    const double t0 = now();
+    const double t0 = kill_now();
     assert_sae_ok(sae_trainer_save(probe, tmp_path("ckpt_probe.safetensors")));
-    const double save = now() - t0;
+    const kill_timing timing = {startup, cycle, kill_now() - t0};
     sae_trainer_free(probe);
     unlink(tmp_path("ckpt_probe.safetensors"));
 
     sae_rng rng;
     sae_rng_init(&rng, 2024, 0);
     int64_t last_step = 4;
+    char target_arg[32];
+    snprintf(target_arg, sizeof target_arg, "%d", KILL_CHILD_TARGET);
     for (int round = 0; round < KILL_ROUNDS; round++) {
-        /* Even rounds: kill past the start-up, anywhere in the next two cycles of step and
-         * save. Odd rounds: aim inside a save, after the child says one begins. */
-        int fds[2];
-        assert_int_equal(pipe(fds), 0);
-        const pid_t pid = spawn(path, KILL_CHILD_TARGET, round % 2 ? fds[1] : -1);
-        close(fds[1]);
-        const double u = (double)sae_rng_below(&rng, 1000) / 1000;
-        if (round % 2) {
-            await_save(fds[0]);
-            sleep_for(u * save);
-        } else {
-            sleep_for(startup + 2 * u * cycle);
-        }
-        kill(pid, SIGKILL);
-        close(fds[0]);
-        int status = 0;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        kill_round((const char *[]){path, target_arg, NULL}, round, &timing, &rng);
         sae_trainer *t = NULL;
         if (sae_trainer_load(&t, path, test_allocator()) != SAE_OK)
             fail_msg("round %d: the checkpoint does not load: %s", round, sae_last_error());
@@ -570,7 +491,7 @@ static void test_kill_during_save(void **state)
         last_step = sae_trainer_steps(t);
         sae_trainer_free(t);
     }
-    const int in_write = remove_leftovers(path);
+    const int in_write = kill_remove_temporaries(path);
     /* Resume a few steps further here, and compare with the uninterrupted run. */
     const int64_t target = last_step + 3;
     sae_trainer *resumed = NULL;
@@ -581,7 +502,7 @@ static void test_kill_during_save(void **state)
     assert_same_state(straight, resumed);
     printf("    start-up %.0f ms, step + save %.0f ms, save %.0f ms: %d kills (%d inside a "
            "write); the children reached step %lld; %.1f s\n", 1e3 * startup, 1e3 * cycle,
-           1e3 * save, KILL_ROUNDS, in_write, (long long)last_step, now() - start);
+           1e3 * timing.write, KILL_ROUNDS, in_write, (long long)last_step, kill_now() - start);
     assert_true(in_write >= 1); /* typically a third to two thirds of the kills */
     sae_trainer_free(straight), sae_trainer_free(resumed);
     unlink(path);
@@ -589,8 +510,9 @@ static void test_kill_during_save(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc == 5 && strcmp(argv[1], "--child") == 0)
-        return child_main(argv[2], strtoll(argv[3], NULL, 10), atoi(argv[4]));
+    int fd = -1;
+    if (kill_is_child(argc, argv, 2, &fd))
+        return child_main(argv[2], strtoll(argv[3], NULL, 10), fd);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_bit_identical),
         cmocka_unit_test(test_file_layout),

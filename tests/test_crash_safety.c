@@ -1,33 +1,38 @@
 /*
- * test_crash_safety.c: a process killed while it saves a dictionary never leaves a damaged
- * file behind (sae_dict_save, SAELens and sparsify layouts; checkpoints have the same test in
- * test_checkpoint.c).
+ * test_crash_safety.c: a process killed while it writes a file never leaves a damaged file
+ * behind: dictionaries (sae_dict_save, SAELens and sparsify layouts) and captured activations
+ * (sae_host_capture); checkpoints have the same test in test_checkpoint.c. The fork / kill loop
+ * is tests/support/kill_harness.h.
  *
- * A child process (this program re-executed with --child) saves version 1, 2, 3, ... of a
- * 2 MB dictionary in both layouts, one after the other, while the parent SIGKILLs it: at random
- * times, and in odd rounds just after the child says a save begins (a byte on a pipe), to land
- * inside the writes. After every kill both directories load, and each file holds one whole
- * version: the weights of a version are derived from its number (b_dec[0] = version), so the
- * loaded arrays must equal those of the version they claim, bit for bit. Every file is written
- * to a temporary name, synced and renamed over the old one (lib/io/atomic_file.c); the
- * temporary files of killed writers are counted to show that kills did land inside writes.
+ * Dictionaries: a child process (this program re-executed with --child) saves version 1, 2, 3,
+ * ... of a 2 MB dictionary in both layouts, one after the other, while the parent SIGKILLs it:
+ * at random times, and in odd rounds just after the child says a save begins (a byte on a
+ * pipe), to land inside the writes. After every kill both directories load, and each file holds
+ * one whole version: the weights of a version are derived from its number (b_dec[0] =
+ * version), so the loaded arrays must equal those of the version they claim, bit for bit. Every
+ * file is written to a temporary name, synced and renamed over the old one (lib/io/
+ * atomic_file.c); the temporary files of killed writers are counted to show that kills did land
+ * inside writes.
  *
  * The two files of a directory are replaced one after the other (weights, then cfg.json):
  * a kill between the two leaves new weights beside the old cfg.json. Here every version has
  * the same configuration, as when a training run saves the same SAE again; docs/hardening.md
  * says what that means when the configuration changes.
+ *
+ * Captures: the child captures two hook points of the linear test host (tests/support/
+ * linear_host.h) into a 4 MB file, streamed over 8 forward batches, alternately from token
+ * sequences A and B, over a file that holds the other one. After every kill the file loads and
+ * is bit for bit the capture of A or of B that the parent made itself: the old file when the
+ * kill came before the new one was complete.
  */
-#include <dirent.h>
 #include <math.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "kill_harness.h"
+#include "linear_host.h"
 #include "test_util.h"
 
 enum { D = 256, F = 1024, K = 16 };
@@ -73,9 +78,9 @@ static void dirs(char *saelens, char *sparsify, size_t size)
     snprintf(sparsify, size, "%s", tmp_path("kill_sparsify"));
 }
 
-/* The child: save versions first, first + 1, ... in both layouts until killed; before each
- * save it writes a byte to signal_fd (-1: none). */
-static int child_main(int64_t first, int64_t last, int signal_fd)
+/* The child: save versions first, first + 1, ... last in both layouts (until killed); it
+ * announces each save on signal_fd. */
+static int dict_child(int64_t first, int64_t last, int signal_fd)
 {
     char saelens[1024], sparsify[1024];
     dirs(saelens, sparsify, sizeof saelens);
@@ -84,7 +89,7 @@ static int child_main(int64_t first, int64_t last, int signal_fd)
     for (int64_t v = first; s == SAE_OK && v <= last; v++) {
         sae_dict *d = NULL;
         s = make_version(&d, &a, v);
-        if (s == SAE_OK && signal_fd >= 0 && write(signal_fd, "s", 1) != 1)
+        if (s == SAE_OK && !kill_announce(signal_fd))
             s = SAE_EIO;
         if (s == SAE_OK)
             s = sae_dict_save(d, saelens, SAE_FORMAT_SAELENS);
@@ -121,55 +126,13 @@ static int64_t check_dir(const char *dir, version_arrays *a, int round)
     return v;
 }
 
-/* Remove the temporary files killed writers left in `dir`; how many there were. */
-static int remove_leftovers(const char *dir)
+/* Run a dictionary child saving versions first .. last to its end; its wall time. */
+static double run_dict_child(int64_t first, int64_t last)
 {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int count = 0;
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!strstr(e->d_name, ".tmp."))
-            continue;
-        char full[2048];
-        snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
-        assert_int_equal(unlink(full), 0);
-        count++;
-    }
-    closedir(d);
-    return count;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static pid_t spawn(int64_t first, int64_t last, int signal_fd)
-{
-    char a[32], b[32], fd[16];
+    char a[32], b[32];
     snprintf(a, sizeof a, "%lld", (long long)first);
     snprintf(b, sizeof b, "%lld", (long long)last);
-    snprintf(fd, sizeof fd, "%d", signal_fd);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        execl("/proc/self/exe", "test_crash_safety", "--child", a, b, fd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
-/* Run the child to its end; its wall time. */
-static double run_child(int64_t first, int64_t last)
-{
-    const double t0 = now();
-    int status = 0;
-    pid_t pid = spawn(first, last, -1);
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    return now() - t0;
+    return kill_run_child((const char *[]){"dict", a, b, NULL});
 }
 
 static void test_kill_during_dict_save(void **state)
@@ -177,57 +140,203 @@ static void test_kill_during_dict_save(void **state)
     (void)state;
     char saelens[1024], sparsify[1024];
     dirs(saelens, sparsify, sizeof saelens);
-    const double start = now();
+    const double start = kill_now();
     /* Calibration: a child's start-up with one save of both layouts, and one more save. */
-    const double one = run_child(1, 1);
-    const double cycle = fmax(run_child(1, 3) - one, 1e-3) / 2;
-    const double startup = fmax(one - cycle, 0);
+    const double one = run_dict_child(1, 1);
+    const double cycle = fmax(run_dict_child(1, 3) - one, 1e-3) / 2;
+    const kill_timing timing = {fmax(one - cycle, 0), cycle, cycle};
     version_arrays a = make_arrays();
     sae_rng rng;
     sae_rng_init(&rng, 2025, 0);
     int64_t next = 4, last_saelens = 3, last_sparsify = 3;
     int leftovers = 0;
     for (int round = 0; round < KILL_ROUNDS; round++) {
-        int fds[2];
-        assert_int_equal(pipe(fds), 0);
-        const pid_t pid = spawn(next, INT64_MAX, round % 2 ? fds[1] : -1);
-        close(fds[1]);
-        const double u = (double)sae_rng_below(&rng, 1000) / 1000;
-        if (round % 2) { /* just after a save begins */
-            struct pollfd p = {.fd = fds[0], .events = POLLIN};
-            char byte;
-            if (poll(&p, 1, 60000) != 1 || read(fds[0], &byte, 1) != 1)
-                fail_msg("the child never started a save");
-            usleep((useconds_t)(u * cycle * 1e6));
-        } else {
-            usleep((useconds_t)((startup + 2 * u * cycle) * 1e6));
-        }
-        kill(pid, SIGKILL);
-        close(fds[0]);
-        int status = 0;
-        assert_int_equal(waitpid(pid, &status, 0), pid);
-        assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        char first[32];
+        snprintf(first, sizeof first, "%lld", (long long)next);
+        kill_round((const char *[]){"dict", first, "9223372036854775807", NULL}, round, &timing,
+                   &rng);
         const int64_t v1 = check_dir(saelens, &a, round), v2 = check_dir(sparsify, &a, round);
         /* Versions only move forward, and the layouts are saved in turn (SAELens first). */
         assert_true(v1 >= last_saelens && v2 >= last_sparsify && v2 <= v1);
         last_saelens = v1, last_sparsify = v2;
-        leftovers += remove_leftovers(saelens) + remove_leftovers(sparsify);
+        leftovers += kill_remove_temporaries(saelens) + kill_remove_temporaries(sparsify);
         next = v1 + 1; /* new versions only, so that an old file cannot pass for a new one */
     }
     printf("    start-up %.0f ms, save of both layouts %.0f ms: %d kills, %d temporary files "
-           "of killed writes; %.1f s\n", 1e3 * startup, 1e3 * cycle, KILL_ROUNDS, leftovers,
-           now() - start);
+           "of killed writes; %.1f s\n", 1e3 * timing.startup, 1e3 * cycle, KILL_ROUNDS,
+           leftovers, kill_now() - start);
     assert_true(leftovers >= 1); /* some kills landed inside a write */
     free_arrays(&a);
 }
 
+/* ---- captures ------------------------------------------------------------------------------ */
+
+/* 64 sequences of 64 tokens, width 64; two tensors stacking both hook points (in both orders):
+ * 2 x 64 x 64 x 2 x 64 floats = 4 MB, in batches of 8 sequences. */
+enum { CAP_SEQS = 64, CAP_LEN = 64, CAP_D = 64, CAP_VOCAB = 97, CAP_BATCH = 8 };
+
+/* The host and the two token sets, A (0) and B (1). */
+typedef struct capture_fixture {
+    linear_host *lh;
+    sae_host host;
+    int32_t tokens[2][CAP_SEQS * CAP_LEN];
+} capture_fixture;
+
+static void capture_setup(capture_fixture *fx)
+{
+    fx->lh = linear_host_create(2, CAP_D, CAP_VOCAB, CAP_LEN, 17);
+    linear_host_table(fx->lh, &fx->host);
+    for (int v = 0; v < 2; v++) {
+        sae_rng rng;
+        sae_rng_init(&rng, 100 + (uint64_t)v, 0);
+        for (int i = 0; i < CAP_SEQS * CAP_LEN; i++)
+            fx->tokens[v][i] = (int32_t)sae_rng_below(&rng, CAP_VOCAB);
+    }
+}
+
+static sae_status capture(const capture_fixture *fx, const char *path, int v)
+{
+    static const char *const names[] = {"up", "down"};
+    static const int32_t hooks[] = {0, 1, 1, 0};
+    sae_capture_options o = SAE_CAPTURE_OPTIONS_INIT;
+    o.seqs_per_batch = CAP_BATCH;
+    return sae_host_capture(path, &fx->host, fx->tokens[v], CAP_SEQS, CAP_LEN, 2, names, 2,
+                            hooks, &o);
+}
+
+static const char *capture_file(void) { return tmp_path("kill_capture.safetensors"); }
+
+/* The child: capture token set first, then the other, alternately, count times (until
+ * killed); it announces each capture on signal_fd. */
+static int capture_child(int first, int64_t count, int signal_fd)
+{
+    capture_fixture fx;
+    capture_setup(&fx);
+    char path[1024];
+    snprintf(path, sizeof path, "%s", capture_file());
+    sae_status s = SAE_OK;
+    for (int64_t i = 0; s == SAE_OK && i < count; i++) {
+        s = kill_announce(signal_fd) ? SAE_OK : SAE_EIO;
+        if (s == SAE_OK)
+            s = capture(&fx, path, (int)((first + i) % 2));
+    }
+    if (s != SAE_OK)
+        fprintf(stderr, "child: %d %s\n", s, sae_last_error());
+    linear_host_free(fx.lh);
+    return s == SAE_OK ? 0 : 4;
+}
+
+/* The bytes of a file (test_malloc'd). */
+static uint8_t *read_bytes(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    *size = (size_t)ftell(f);
+    uint8_t *b = test_malloc(*size);
+    rewind(f);
+    assert_int_equal(fread(b, 1, *size, f), *size);
+    fclose(f);
+    return b;
+}
+
+/* The file loads, as a capture: two F32 tensors [64, 64, 2, 64] and their metadata. */
+static void check_capture_loads(const char *path, int round)
+{
+    sae_st_reader *r = NULL;
+    if (sae_st_open(&r, path) != SAE_OK)
+        fail_msg("round %d: the capture does not load: %s", round, sae_last_error());
+    assert_int_equal(sae_st_count(r), 2);
+    for (int64_t i = 0; i < 2; i++) {
+        const sae_tensor_info *t = sae_st_tensor_at(r, i);
+        assert_int_equal(t->dtype, SAE_DTYPE_F32);
+        assert_int_equal(t->ndim, 4);
+        assert_int_equal(t->numel, (int64_t)CAP_SEQS * CAP_LEN * 2 * CAP_D);
+    }
+    assert_string_equal(sae_st_metadata(r, "hooks.up"), "layer.0,layer.1");
+    sae_st_close(r);
+}
+
+/* Which whole capture the file is (0: A, 1: B), or -1. */
+static int which_capture(uint8_t *const want[2], const size_t size[2])
+{
+    size_t n = 0;
+    uint8_t *got = read_bytes(capture_file(), &n);
+    int v = -1;
+    for (int k = 0; k < 2 && v < 0; k++)
+        if (n == size[k] && !memcmp(got, want[k], n))
+            v = k;
+    test_free(got);
+    return v;
+}
+
+static double run_capture_child(int first, int64_t count)
+{
+    char a[8], b[32];
+    snprintf(a, sizeof a, "%d", first);
+    snprintf(b, sizeof b, "%lld", (long long)count);
+    return kill_run_child((const char *[]){"capture", a, b, NULL});
+}
+
+static void test_kill_during_capture(void **state)
+{
+    (void)state;
+    const double start = kill_now();
+    /* The two possible files, captured here. */
+    capture_fixture fx;
+    capture_setup(&fx);
+    uint8_t *want[2];
+    size_t size[2];
+    for (int v = 0; v < 2; v++) {
+        char ref[32];
+        snprintf(ref, sizeof ref, "kill_capture_ref%d.safetensors", v);
+        assert_sae_ok(capture(&fx, tmp_path(ref), v));
+        want[v] = read_bytes(tmp_path(ref), &size[v]);
+        unlink(tmp_path(ref));
+    }
+    linear_host_free(fx.lh);
+    assert_true(size[0] == size[1] && size[0] > 4000000);
+    assert_true(memcmp(want[0], want[1], size[0]) != 0);
+    /* Calibration: a child's start-up with one capture (B), and two more (A, B). */
+    const double one = run_capture_child(1, 1);
+    const double cycle = fmax(run_capture_child(0, 2) - one, 1e-3) / 2;
+    const kill_timing timing = {fmax(one - cycle, 0), cycle, cycle};
+    int held = which_capture(want, size), kept = 0, leftovers = 0;
+    assert_int_equal(held, 1);
+    sae_rng rng;
+    sae_rng_init(&rng, 2026, 0);
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        /* Capture the other token set over the file, then alternate. */
+        kill_round((const char *[]){"capture", held ? "0" : "1", "9223372036854775807", NULL},
+                   round, &timing, &rng);
+        check_capture_loads(capture_file(), round);
+        const int now = which_capture(want, size);
+        if (now < 0)
+            fail_msg("round %d: the capture file is neither whole capture", round);
+        kept += now == held; /* killed inside the first capture: the old file, intact */
+        held = now;
+        leftovers += kill_remove_temporaries(capture_file());
+    }
+    printf("    start-up %.0f ms, capture of %.1f MB %.0f ms: %d kills, %d left the old file, "
+           "%d temporary files of killed writes; %.1f s\n", 1e3 * timing.startup,
+           (double)size[0] / 1e6, 1e3 * cycle, KILL_ROUNDS, kept, leftovers,
+           kill_now() - start);
+    assert_true(leftovers >= 1); /* some kills landed inside a write */
+    assert_true(kept >= 1);
+    test_free(want[0]), test_free(want[1]);
+    unlink(capture_file());
+}
+
 int main(int argc, char **argv)
 {
-    if (argc == 5 && strcmp(argv[1], "--child") == 0)
-        return child_main(strtoll(argv[2], NULL, 10), strtoll(argv[3], NULL, 10),
-                          atoi(argv[4]));
+    int fd = -1;
+    if (kill_is_child(argc, argv, 3, &fd) && !strcmp(argv[2], "dict"))
+        return dict_child(strtoll(argv[3], NULL, 10), strtoll(argv[4], NULL, 10), fd);
+    if (kill_is_child(argc, argv, 3, &fd) && !strcmp(argv[2], "capture"))
+        return capture_child(atoi(argv[3]), strtoll(argv[4], NULL, 10), fd);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill_during_dict_save),
+        cmocka_unit_test(test_kill_during_capture),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

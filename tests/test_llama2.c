@@ -2,13 +2,16 @@
  * stories260K, batched forward and prompt prefill against KV-cache steps, hook points through
  * sae_host_forward, the backward pass against finite differences (with stop-gradient, and from a
  * gradient given at a hook point), the logit metrics, tokenizer round trips with byte fallback,
+ * the tokenizer's merges against their reference twin (and long texts in linearithmic time),
  * and malformed checkpoints and tokenizers. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "llama2.h"
+#include "llama2_internal.h"
 #include "test_util.h"
 
 /* ---- helpers --------------------------------------------------------------------------------- */
@@ -782,6 +785,110 @@ static void test_tokenizer_round_trip(void **state)
     llama2_tokenizer_free(t);
 }
 
+/* Encode text with the fast merges and with run.c's loop (the reference twin); the tokens must
+ * be the same. cap: room for the tokens. */
+static void assert_same_merges(const llama2_tokenizer *t, const char *text, int64_t cap)
+{
+    int32_t *fast = test_malloc((size_t)cap * sizeof(int32_t));
+    int32_t *ref = test_malloc((size_t)cap * sizeof(int32_t));
+    int64_t n_fast = 0, n_ref = 0;
+    assert_int_equal(llama2_tokenizer_encode(t, text, 1, 1, fast, cap, &n_fast), SAE_OK);
+    assert_int_equal(llama2__tokenizer_encode_reference(t, text, 1, 1, ref, cap, &n_ref), SAE_OK);
+    if (n_fast != n_ref || memcmp(fast, ref, (size_t)n_fast * sizeof(int32_t)))
+        fail_msg("the merges differ from run.c's on \"%.60s...\" (%lld and %lld tokens)", text,
+                 (long long)n_fast, (long long)n_ref);
+    test_free(fast);
+    test_free(ref);
+}
+
+/* A tokenizer of the 259 special and byte tokens and `extra` pieces with their scores. */
+static llama2_tokenizer *small_tokenizer(const char *const *extra, const float *scores, int n)
+{
+    char *file = test_malloc(64 * 1024), *at = file + 4;
+    int32_t longest = 8;
+    memcpy(file, &longest, 4);
+    for (int i = 0; i < 259 + n; i++) {
+        char piece[16];
+        if (i < 3)
+            snprintf(piece, sizeof piece, "%s", (const char *[]){"<unk>", "<s>", "</s>"}[i]);
+        else if (i < 259)
+            snprintf(piece, sizeof piece, "<0x%02X>", i - 3);
+        else
+            snprintf(piece, sizeof piece, "%s", extra[i - 259]);
+        const float score = i < 259 ? 0.0f : scores[i - 259];
+        const int32_t len = (int32_t)strlen(piece);
+        memcpy(at, &score, 4);
+        memcpy(at + 4, &len, 4);
+        memcpy(at + 8, piece, (size_t)len);
+        at += 8 + len;
+    }
+    llama2_tokenizer *t = NULL;
+    assert_int_equal(llama2_tokenizer_load(&t, write_file("l2_tok_small.bin", file, at - file),
+                                           259 + n, test_allocator()), SAE_OK);
+    test_free(file);
+    return t;
+}
+
+/* The heap-based merges give run.c's tokens: on slices of the stories text and random text of
+ * letters that merge (tok512), on a tokenizer with equal scores, NaN and scores run.c never
+ * picks (-1e11), and on long runs of one merge; a text of 200,000 merging characters takes
+ * well under a second (run.c's loop: hours). */
+static void test_tokenizer_merges_match_reference(void **state)
+{
+    llama2_tokenizer *t = load_tokenizer();
+    long md_size;
+    char *md = read_file(shared_path("data/stories260K.md"), &md_size);
+    char *text = test_malloc(2048);
+    sae_rng rng;
+    sae_rng_init(&rng, 77, 0);
+    for (int k = 0; k < 100; k++) {
+        const long len = 1 + (long)sae_rng_below(&rng, 400);
+        const long from = (long)sae_rng_below(&rng, (uint64_t)(md_size - len));
+        memcpy(text, md + from, (size_t)len);
+        text[len] = '\0';
+        assert_same_merges(t, text, len + 3);
+        for (long i = 0; i < len; i++)
+            text[i] = " aehinst\n"[sae_rng_below(&rng, 9)];
+        assert_same_merges(t, text, len + 3);
+    }
+    llama2_tokenizer_free(t);
+
+    static const char *const pieces[] = {" ", "a", "b", " a", "ab", "ba", "aa", "bb", "aba",
+                                         "abab", " ab"};
+    static const float scores[] = {0, 0, 0, 1, 1, 1, NAN, -1e11f, 2, 1, 1};
+    t = small_tokenizer(pieces, scores, (int)(sizeof pieces / sizeof *pieces));
+    for (int k = 0; k < 300; k++) {
+        const long len = 1 + (long)sae_rng_below(&rng, 300);
+        for (long i = 0; i < len; i++)
+            text[i] = " ab"[sae_rng_below(&rng, 3)];
+        text[len] = '\0';
+        assert_same_merges(t, text, len + 3);
+    }
+    for (long i = 0; i < 1500; i++)
+        text[i] = i % 2 ? 'a' : 'b';
+    text[1500] = '\0';
+    assert_same_merges(t, text, 1503);
+
+    enum { LONG = 200000 };
+    char *big = test_malloc(LONG + 1);
+    for (long i = 0; i < LONG; i++)
+        big[i] = i % 2 ? 'b' : 'a';
+    big[LONG] = '\0';
+    int32_t *tokens = test_malloc((LONG + 3) * sizeof(int32_t));
+    int64_t n = 0;
+    const clock_t t0 = clock();
+    assert_int_equal(llama2_tokenizer_encode(t, big, 0, 0, tokens, LONG + 3, &n), SAE_OK);
+    const double seconds = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    printf("    %d characters that merge: %lld tokens in %.3f s\n", LONG, (long long)n, seconds);
+    assert_true(n < LONG / 2);
+    assert_true(seconds < 20.0); /* run.c's loop: about (n/2)^2 lookups, hours */
+    test_free(tokens);
+    test_free(big);
+    llama2_tokenizer_free(t);
+    test_free(text);
+    test_free(md);
+}
+
 /* ---- malformed files ------------------------------------------------------------------------- */
 
 static sae_status try_model(const char *name, const void *data, long size)
@@ -865,6 +972,7 @@ int main(void)
         cmocka_unit_test(test_backward_from_hook),
         cmocka_unit_test(test_logit_metrics),
         cmocka_unit_test(test_tokenizer_round_trip),
+        cmocka_unit_test(test_tokenizer_merges_match_reference),
         cmocka_unit_test(test_bad_checkpoint),
         cmocka_unit_test(test_bad_tokenizer),
     };

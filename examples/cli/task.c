@@ -156,6 +156,15 @@ static int load_prompts(cli_task *t, const cJSON *prompts, bool bos, const char 
     return 0;
 }
 
+/* A prompt index: an integer in [0, n), or -1 (1.5 is no index, nor is 1e300). */
+static int64_t prompt_index(const cJSON *v, int64_t n)
+{
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0) || v->valuedouble >= (double)n ||
+        v->valuedouble != (double)(int64_t)v->valuedouble)
+        return -1;
+    return (int64_t)v->valuedouble;
+}
+
 static int load_pairs(cli_task *t, const cJSON *pairs, const char *path)
 {
     if (!pairs)
@@ -175,12 +184,10 @@ static int load_pairs(cli_task *t, const cJSON *pairs, const char *path)
         const cJSON *attr = cJSON_GetObjectItemCaseSensitive(p, "attribute");
         int32_t a = cJSON_IsString(attr) ? find_name(t->attr_names, t->n_attrs,
                                                      attr->valuestring) : -1;
-        if (!cJSON_IsNumber(base) || !cJSON_IsNumber(cf) || a < 0 || base->valuedouble < 0 ||
-            base->valuedouble >= (double)t->n_prompts || cf->valuedouble < 0 ||
-            cf->valuedouble >= (double)t->n_prompts)
+        const int64_t b = prompt_index(base, t->n_prompts), c = prompt_index(cf, t->n_prompts);
+        if (a < 0 || b < 0 || c < 0)
             return cli_fail(path, "pairs[%lld] needs prompt indices \"base\" and "
                             "\"counterfactual\" and the name of an \"attribute\"", (long long)k);
-        int64_t b = (int64_t)base->valuedouble, c = (int64_t)cf->valuedouble;
         if (t->labels[b * t->n_attrs + a] == t->labels[c * t->n_attrs + a] ||
             t->answer[b] == t->answer[c])
             return cli_fail(path, "pairs[%lld]: the counterfactual must differ from the base in "

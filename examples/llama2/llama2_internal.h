@@ -70,4 +70,10 @@ sae_status llama2__run(const llama2_model *m, const int32_t *tokens, int64_t n_s
                        int64_t pos0, float *kc, float *vc, int64_t cap, float *logits,
                        sae_hook_fn hook, void *hook_user, float *tape);
 
+/* llama2_tokenizer_encode with the reference twin of its merges, run.c's loop (tokenizer.c),
+ * for the test that both give the same tokens. */
+sae_status llama2__tokenizer_encode_reference(const llama2_tokenizer *t, const char *text,
+                                              int bos, int eos, int32_t *tokens, int64_t cap,
+                                              int64_t *n_out);
+
 #endif /* LLAMA2_INTERNAL_H */

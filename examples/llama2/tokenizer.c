@@ -1,6 +1,7 @@
 /* tokenizer.c: llama2.c tokenizers (tok512.bin; FORMATS.md): loading with size checks, encoding
  * by greedy best-score merges with byte fallback, and decoding pieces, as llama2.c's run.c. */
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,18 +128,34 @@ static sae_status push(int32_t *tokens, int64_t cap, int64_t *n, int32_t id)
     return SAE_OK;
 }
 
-/* Replace the best-scoring adjacent pair that is itself a token, until none is. buf: room for
- * two pieces. */
-static void merge(const llama2_tokenizer *t, int32_t *tokens, int64_t *n, char *buf)
+/* The merges of run.c: replace the best adjacent pair whose concatenation is a token (the
+ * highest score; of equal ones the leftmost; only scores above -1e10) until none is.
+ *
+ * merge_reference() is run.c's loop, the reference twin: it looks every pair up again after
+ * each merge, O(n m) lookups for n pieces and m merges, which makes a few KB of text that
+ * merges a lot take seconds and a long prompt take hours. merge() gives the same tokens with
+ * O((n + m) log n) work: each pair is looked up when it forms, and the candidates wait in a
+ * heap ordered as run.c chooses (score, then position); a candidate whose pieces have changed
+ * since is dropped when it comes out. tests/test_llama2.c checks that the two agree. */
+
+/* The token that pieces l and r make together, or -1 (none, or a score run.c never picks).
+ * buf: room for two pieces. */
+static int32_t pair_token(const llama2_tokenizer *t, int32_t l, int32_t r, char *buf)
+{
+    strcpy(buf, t->vocab[l]);
+    strcat(buf, t->vocab[r]);
+    const int32_t id = lookup(t, buf);
+    return id >= 0 && t->scores[id] > -1e10f ? id : -1;
+}
+
+static void merge_reference(const llama2_tokenizer *t, int32_t *tokens, int64_t *n, char *buf)
 {
     for (;;) {
         float best = -1e10f;
         int64_t best_at = -1;
         int32_t best_id = -1;
         for (int64_t i = 0; i + 1 < *n; i++) {
-            strcpy(buf, t->vocab[tokens[i]]);
-            strcat(buf, t->vocab[tokens[i + 1]]);
-            int32_t id = lookup(t, buf);
+            int32_t id = pair_token(t, tokens[i], tokens[i + 1], buf);
             if (id != -1 && t->scores[id] > best) {
                 best = t->scores[id];
                 best_id = id;
@@ -154,8 +171,99 @@ static void merge(const llama2_tokenizer *t, int32_t *tokens, int64_t *n, char *
     }
 }
 
-sae_status llama2_tokenizer_encode(const llama2_tokenizer *t, const char *text, int bos, int eos,
-                                   int32_t *tokens, int64_t cap, int64_t *n_out)
+/* A possible merge: the pair whose left piece is piece `at` of the text (its index before any
+ * merge: merges keep the pieces in order, so a smaller `at` is further left) gives `id`. */
+typedef struct merge_candidate {
+    float score;
+    int32_t id;
+    int64_t at;
+} merge_candidate;
+
+/* Whether a comes out of the heap before b: run.c's choice. */
+static int before(const merge_candidate *a, const merge_candidate *b)
+{
+    return a->score > b->score || (a->score == b->score && a->at < b->at);
+}
+
+static void heap_push(merge_candidate *heap, int64_t *size, merge_candidate c)
+{
+    int64_t i = (*size)++;
+    for (; i > 0 && before(&c, &heap[(i - 1) / 2]); i = (i - 1) / 2)
+        heap[i] = heap[(i - 1) / 2];
+    heap[i] = c;
+}
+
+static merge_candidate heap_pop(merge_candidate *heap, int64_t *size)
+{
+    const merge_candidate top = heap[0], last = heap[--*size];
+    int64_t i = 0;
+    for (int64_t child; (child = 2 * i + 1) < *size; i = child) {
+        if (child + 1 < *size && before(&heap[child + 1], &heap[child]))
+            child++;
+        if (!before(&heap[child], &last))
+            break;
+        heap[i] = heap[child];
+    }
+    heap[i] = last;
+    return top;
+}
+
+/* The candidate of the pair (l, r) of pieces, if it makes a token. */
+static void push_pair(const llama2_tokenizer *t, const int32_t *tokens, int64_t l, int64_t r,
+                      merge_candidate *heap, int64_t *size, char *buf)
+{
+    const int32_t id = l >= 0 && r >= 0 ? pair_token(t, tokens[l], tokens[r], buf) : -1;
+    if (id >= 0)
+        heap_push(heap, size, (merge_candidate){t->scores[id], id, l});
+}
+
+/* The pieces form a list (next, prev; prev -2: merged into its left neighbour). At most
+ * n - 1 candidates at the start and two per merge, at most n - 1 merges: 3 n. */
+static sae_status merge(const llama2_tokenizer *t, int32_t *tokens, int64_t *n, char *buf)
+{
+    const int64_t count = *n;
+    if (count < 2)
+        return SAE_OK;
+    const sae_allocator *a = t->allocator;
+    int64_t *next = llama2__alloc(a, (size_t)count, sizeof *next);
+    int64_t *prev = llama2__alloc(a, (size_t)count, sizeof *prev);
+    merge_candidate *heap = next && prev ? llama2__alloc(a, 3 * (size_t)count, sizeof *heap)
+                                         : NULL;
+    if (heap) {
+        int64_t size = 0;
+        for (int64_t i = 0; i < count; i++) {
+            next[i] = i + 1 < count ? i + 1 : -1;
+            prev[i] = i - 1;
+            push_pair(t, tokens, i, next[i], heap, &size, buf);
+        }
+        while (size > 0) {
+            const merge_candidate c = heap_pop(heap, &size);
+            const int64_t r = next[c.at];
+            if (prev[c.at] == -2 || r < 0 || pair_token(t, tokens[c.at], tokens[r], buf) != c.id)
+                continue; /* out of date: a piece of the pair merged since */
+            tokens[c.at] = c.id;
+            next[c.at] = next[r];
+            if (next[r] >= 0)
+                prev[next[r]] = c.at;
+            prev[r] = -2;
+            push_pair(t, tokens, prev[c.at], c.at, heap, &size, buf);
+            push_pair(t, tokens, c.at, next[c.at], heap, &size, buf);
+        }
+        int64_t kept = 0;
+        for (int64_t i = 0; i >= 0; i = next[i])
+            tokens[kept++] = tokens[i];
+        *n = kept;
+    }
+    void *owned[] = {heap, prev, next};
+    for (size_t i = 0; i < 3; i++)
+        if (owned[i])
+            a->free(owned[i], a->user);
+    return heap ? SAE_OK : SAE_ENOMEM;
+}
+
+/* llama2_tokenizer_encode, with run.c's merges (reference) or the fast ones. */
+static sae_status encode(const llama2_tokenizer *t, const char *text, int bos, int eos,
+                         int32_t *tokens, int64_t cap, int64_t *n_out, bool reference)
 {
     if (!t || !text || !tokens || !n_out)
         return llama2__fail(SAE_EINVAL, "llama2_tokenizer_encode: NULL argument");
@@ -185,14 +293,29 @@ sae_status llama2_tokenizer_encode(const llama2_tokenizer *t, const char *text, 
             s = push(tokens, cap, &n, (unsigned char)c[i] + 3);
         c += len;
     }
-    if (s == SAE_OK)
-        merge(t, tokens, &n, buf);
+    if (s == SAE_OK && reference)
+        merge_reference(t, tokens, &n, buf);
+    else if (s == SAE_OK)
+        s = merge(t, tokens, &n, buf);
     if (s == SAE_OK && eos)
         s = push(tokens, cap, &n, 2);
     t->allocator->free(buf, t->allocator->user);
     if (s == SAE_OK)
         *n_out = n;
     return s;
+}
+
+sae_status llama2_tokenizer_encode(const llama2_tokenizer *t, const char *text, int bos, int eos,
+                                   int32_t *tokens, int64_t cap, int64_t *n_out)
+{
+    return encode(t, text, bos, eos, tokens, cap, n_out, false);
+}
+
+sae_status llama2__tokenizer_encode_reference(const llama2_tokenizer *t, const char *text,
+                                              int bos, int eos, int32_t *tokens, int64_t cap,
+                                              int64_t *n_out)
+{
+    return encode(t, text, bos, eos, tokens, cap, n_out, true);
 }
 
 const char *llama2_tokenizer_piece(const llama2_tokenizer *t, int32_t prev, int32_t token)
