@@ -3,19 +3,22 @@
 # seeds (fuzz/corpus/<target>/) for a while. Stops at the first failure: the input that failed
 # is in the build directory (crash-*, leak-*, timeout-*, oom-*) — see docs/hardening.md.
 #
-#   scripts/fuzz.sh [-b BUILD_DIR] [-t SECONDS] [-r RUNS] [TARGET...]
+#   scripts/fuzz.sh [-b BUILD_DIR] [-t SECONDS] [-r RUNS] [-T TIMEOUT] [TARGET...]
 #
 # -t: seconds per target (default 5: the CI smoke); -r: stop a target after RUNS inputs
-# (default: no limit); TARGET: fuzz_safetensors ... (default: all). New inputs that reach new
+# (default: no limit); -T: seconds one input may take before it counts as a hang (default 20;
+# raise it for long campaigns at low priority, where a starved process can stall that long);
+# TARGET: fuzz_safetensors ... (default: all). New inputs that reach new
 # code go to BUILD_DIR/corpus/<target>/, which later runs continue from.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-build=build-fuzz seconds=5 runs=-1
-while getopts "b:t:r:" opt; do
+build=build-fuzz seconds=5 runs=-1 timeout=20
+while getopts "b:t:r:T:" opt; do
   case $opt in
     b) build=$OPTARG ;;
     t) seconds=$OPTARG ;;
     r) runs=$OPTARG ;;
+    T) timeout=$OPTARG ;;
     *) exit 2 ;;
   esac
 done
@@ -42,7 +45,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$build/corpus/$t"
   log="$build/$t.log"
   status=0
-  (cd "$build" && "./fuzz/$t" -max_len="${max_len[$t]}" -timeout=20 -rss_limit_mb=2048 \
+  (cd "$build" && "./fuzz/$t" -max_len="${max_len[$t]}" -timeout="$timeout" -rss_limit_mb=2048 \
      -max_total_time="$seconds" -runs="$runs" -print_final_stats=1 \
      "corpus/$t" "$OLDPWD/fuzz/corpus/$t") >"$log" 2>&1 || status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
