@@ -11,7 +11,9 @@
  * Operations: sae_dict_load (SAELens, sparsify, dictionary_learning, OpenAI), sae_dict_create,
  * sae_encoder_create, the first encode of an encoder that grows its workspace on demand (dense,
  * sparse, reconstruct), sae_trainer_create, the first sae_trainer_step of each architecture,
- * sae_trainer_load (checkpoint), sae_trainer_export and sae_dict_save.
+ * sae_trainer_load (checkpoint), sae_trainer_export and sae_dict_save; for circuits,
+ * sae_graph_attribute (AtP with edges, integrated gradients, exact) on the linear test host,
+ * sae_graph_evaluate and sae_graph_load_json.
  *
  * Only the handle's allocator is exercised: cJSON, libzip and the safetensors writer allocate
  * with malloc, which a caller cannot replace (sae_trainer_save allocates nothing from it).
@@ -22,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph_util.h"
+#include "linear_host.h"
 #include "test_util.h"
 
 /* ---- the failing allocator ------------------------------------------------------------------ */
@@ -566,12 +570,157 @@ static void test_training(void **state)
     }
 }
 
+/* ---- circuits ------------------------------------------------------------------------------- */
+
+enum { GH = 2, GD = 6, GF = 10, GV = 11, GLEN = 4, GPAIRS = 3 };
+
+typedef struct graph_ctx {
+    sae_host host;
+    int32_t hooks[GH];
+    const sae_dict *dicts[GH];
+    int64_t offsets[GPAIRS + 1];
+    int32_t clean[GPAIRS * GLEN], patch[GPAIRS * GLEN], ca[GPAIRS], pa[GPAIRS];
+    sae_prompt_pairs pairs;
+    int32_t method;
+    sae_graph *reference; /* the run without a refused allocation */
+    sae_graph_eval eval;  /* its evaluation */
+    char json[4096];      /* and its file */
+} graph_ctx;
+
+static sae_status attribute_with(graph_ctx *c, sae_graph **g, const sae_allocator *a)
+{
+    sae_graph_options o = SAE_GRAPH_OPTIONS_INIT;
+    o.method = c->method, o.ig_steps = 3, o.node_threshold = 0.0f, o.edge_threshold = 0.0f;
+    o.batch_size = 2, o.n_threads = 1, o.allocator = a;
+    if (c->method == SAE_GRAPH_EXACT)
+        o.flags = SAE_GRAPH_NO_EDGES;
+    return sae_graph_attribute(g, &c->host, c->hooks, c->dicts, GH, &c->pairs, &o);
+}
+
+/* a and b have the same nodes and edges, bit for bit. */
+static void graphs_equal(const sae_graph *a, const sae_graph *b)
+{
+    sae_graph_arrays x = SAE_GRAPH_ARRAYS_INIT, y = SAE_GRAPH_ARRAYS_INIT;
+    assert_sae_ok(sae_graph_get_arrays(a, &x));
+    assert_sae_ok(sae_graph_get_arrays(b, &y));
+    assert_int_equal(x.n_nodes, y.n_nodes);
+    assert_int_equal(x.n_edges, y.n_edges);
+    assert_memory_equal(x.node_hooks, y.node_hooks, (size_t)x.n_nodes * sizeof *x.node_hooks);
+    assert_memory_equal(x.node_features, y.node_features,
+                        (size_t)x.n_nodes * sizeof *x.node_features);
+    assert_memory_equal(x.node_effects, y.node_effects, (size_t)x.n_nodes * sizeof(float));
+    if (x.n_edges > 0) {
+        assert_memory_equal(x.edge_sources, y.edge_sources, (size_t)x.n_edges * sizeof(int64_t));
+        assert_memory_equal(x.edge_targets, y.edge_targets, (size_t)x.n_edges * sizeof(int64_t));
+        assert_memory_equal(x.edge_weights, y.edge_weights, (size_t)x.n_edges * sizeof(float));
+    }
+}
+
+static sae_status op_attribute(void *p)
+{
+    graph_ctx *c = p;
+    sae_graph *g = (sae_graph *)&fa; /* must be reset to NULL on failure */
+    start();
+    sae_status s = attribute_with(c, &g, &failing);
+    stop();
+    if (s != SAE_OK) {
+        assert_null(g);
+        return s;
+    }
+    graphs_equal(g, c->reference);
+    sae_graph_free(g);
+    return s;
+}
+
+static sae_status op_evaluate(void *p)
+{
+    graph_ctx *c = p;
+    sae_graph_eval_options o = SAE_GRAPH_EVAL_OPTIONS_INIT;
+    o.batch_size = 2, o.n_threads = 1, o.allocator = &failing;
+    sae_graph_eval ev = SAE_GRAPH_EVAL_INIT;
+    start();
+    sae_status s = sae_graph_evaluate(&ev, c->reference, NULL, &c->host, c->dicts, &c->pairs, &o);
+    stop();
+    if (s == SAE_OK)
+        assert_memory_equal(&ev, &c->eval, sizeof ev);
+    return s;
+}
+
+static sae_status op_load_json(void *p)
+{
+    graph_ctx *c = p;
+    sae_graph *g = (sae_graph *)&fa;
+    start();
+    sae_status s = sae_graph_load_json(&g, c->json, &failing);
+    stop();
+    if (s != SAE_OK) {
+        assert_null(g);
+        return s;
+    }
+    graphs_equal(g, c->reference);
+    sae_graph_free(g);
+    return s;
+}
+
+static void test_circuits(void **state)
+{
+    (void)state;
+    graph_ctx c;
+    memset(&c, 0, sizeof c);
+    linear_host *lh = linear_host_create(GH, GD, GV, GLEN, 5);
+    linear_host_table(lh, &c.host);
+    sae_dict *dicts[GH];
+    for (int k = 0; k < GH; k++) {
+        dicts[k] = random_dict(SAE_ARCH_STANDARD, GD, GF, 0, SAE_NORM_NONE, 1.0f, 0.1f, 100 + k);
+        c.dicts[k] = dicts[k], c.hooks[k] = k;
+    }
+    for (int i = 0; i < GPAIRS; i++) {
+        c.offsets[i] = i * GLEN;
+        for (int t = 0; t < GLEN; t++)
+            c.clean[i * GLEN + t] = c.patch[i * GLEN + t] = (3 * i + 5 * t + 1) % GV;
+        c.patch[i * GLEN + 1] = (c.clean[i * GLEN + 1] + 3) % GV;
+        c.ca[i] = i % GV, c.pa[i] = (i + 4) % GV;
+    }
+    c.offsets[GPAIRS] = GPAIRS * GLEN;
+    c.pairs = (sae_prompt_pairs)SAE_PROMPT_PAIRS_INIT;
+    c.pairs.n_pairs = GPAIRS, c.pairs.offsets = c.offsets, c.pairs.clean_tokens = c.clean;
+    c.pairs.patch_tokens = c.patch, c.pairs.clean_answers = c.ca, c.pairs.patch_answers = c.pa;
+
+    const int32_t methods[] = {SAE_GRAPH_ATP, SAE_GRAPH_IG, SAE_GRAPH_EXACT};
+    for (int m = 0; m < 3; m++) {
+        c.method = methods[m];
+        assert_sae_ok(attribute_with(&c, &c.reference, test_allocator()));
+        char what[64];
+        snprintf(what, sizeof what, "graph attribute (%s)", sae_graph_method_name(c.method));
+        assert_true(sweep(what, op_attribute, &c) >= 1);
+        if (c.method == SAE_GRAPH_ATP) {
+            sae_graph_arrays a = SAE_GRAPH_ARRAYS_INIT;
+            assert_sae_ok(sae_graph_get_arrays(c.reference, &a));
+            assert_true(a.n_edges > 0); /* the edge pass was part of the sweep */
+            sae_graph_eval_options o = SAE_GRAPH_EVAL_OPTIONS_INIT;
+            o.batch_size = 2, o.n_threads = 1, o.allocator = test_allocator();
+            c.eval = (sae_graph_eval)SAE_GRAPH_EVAL_INIT;
+            assert_sae_ok(sae_graph_evaluate(&c.eval, c.reference, NULL, &c.host, c.dicts,
+                                             &c.pairs, &o));
+            assert_true(sweep("graph evaluate", op_evaluate, &c) >= 1);
+            snprintf(c.json, sizeof c.json, "%s", tmp_path("alloc_failure_graph.json"));
+            assert_sae_ok(sae_graph_save_json(c.reference, c.json));
+            assert_true(sweep("graph load json", op_load_json, &c) >= 1);
+        }
+        sae_graph_free(c.reference);
+    }
+    for (int k = 0; k < GH; k++)
+        sae_dict_free(dicts[k]);
+    linear_host_free(lh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load),
         cmocka_unit_test(test_encoder),
         cmocka_unit_test(test_training),
+        cmocka_unit_test(test_circuits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
