@@ -6,7 +6,8 @@
  * Here: dictionaries (sae_dict_create and sae_dict_wrap: every array, and act_scale; sae_dict_load: weights files
  * and JSON configs), the encoder (dense, sparse, reconstruct, decode, sparse decode: a bad row
  * leaves the other rows bit-identical and the sparse codes well formed), patches applied to
- * activations, trainer options, and sae_logits_ce. Where other tests cover an entry point
+ * activations, trainer options, sae_logits_ce, and circuits (a host whose activations turn
+ * non-finite at a hook point: attribution refuses, evaluation propagates). Where other tests cover an entry point
  * already, they are the ones docs/hardening.md lists (trainer step, fit, resample, activation
  * scale, checkpoints, evaluation, sources, synthetic data, orthogonality, patch parameters).
  */
@@ -14,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "graph_util.h"
+#include "linear_host.h"
 #include "test_util.h"
 
 enum { D = 6, F = 10, ROWS = 3, K = 3 };
@@ -398,12 +401,111 @@ static void test_logits(void **state)
     assert_true(d[1] == 0.0f);
 }
 
+/* ---- circuits -------------------------------------------------------------------------------- */
+
+/* The linear test host with one activation of hook 1 set to `bad` on every forward. */
+typedef struct poisoned {
+    sae_host inner;
+    float bad;
+} poisoned;
+
+typedef struct poison_hook {
+    sae_hook_fn hook;
+    void *user;
+    float bad;
+} poison_hook;
+
+static sae_status poison(void *user, int32_t hook_id, float *x, int64_t n, int64_t ld)
+{
+    poison_hook *p = user;
+    if (hook_id == 1)
+        x[(n - 1) * ld] = p->bad; /* the last token of the batch */
+    return p->hook ? p->hook(p->user, hook_id, x, n, ld) : SAE_OK;
+}
+
+static sae_status poisoned_forward(void *user, const int32_t *tokens, int64_t n_seq,
+                                   int64_t seq_len, float *logits, sae_hook_fn hook,
+                                   void *hook_user)
+{
+    poisoned *h = user;
+    poison_hook p = {hook, hook_user, h->bad};
+    return h->inner.forward(h->inner.user, tokens, n_seq, seq_len, logits, poison, &p);
+}
+
+static sae_status poisoned_backward(void *user, int64_t n_seq, int64_t seq_len,
+                                    const float *d_logits, float *const *d_hooks,
+                                    const uint8_t *stop_grad)
+{
+    poisoned *h = user;
+    return h->inner.backward(h->inner.user, n_seq, seq_len, d_logits, d_hooks, stop_grad);
+}
+
+static sae_status poisoned_backward_from(void *user, int64_t n_seq, int64_t seq_len,
+                                         int32_t seed_hook, const float *seed,
+                                         float *const *d_hooks, const uint8_t *stop_grad)
+{
+    poisoned *h = user;
+    return h->inner.backward_from(h->inner.user, n_seq, seq_len, seed_hook, seed, d_hooks,
+                                  stop_grad);
+}
+
+static void test_circuits(void **state)
+{
+    (void)state;
+    enum { H = 2, GD = 6, GF = 10, V = 11, LEN = 4 };
+    linear_host *lh = linear_host_create(H, GD, V, LEN, 5);
+    poisoned ph;
+    linear_host_table(lh, &ph.inner);
+    sae_host host = ph.inner;
+    host.forward = poisoned_forward, host.backward = poisoned_backward;
+    host.backward_from = poisoned_backward_from, host.user = &ph;
+    const sae_dict *dicts[H];
+    sae_dict *owned[H];
+    const int32_t hooks[H] = {0, 1};
+    for (int k = 0; k < H; k++)
+        dicts[k] = owned[k] = random_dict(SAE_ARCH_STANDARD, GD, GF, 0, SAE_NORM_NONE, 1.0f, 0.1f,
+                                          100 + k);
+    int64_t offsets[2] = {0, LEN};
+    int32_t clean[LEN] = {1, 4, 7, 2}, patch[LEN] = {1, 5, 7, 3}, ca = 3, pa = 6;
+    sae_prompt_pairs pairs = SAE_PROMPT_PAIRS_INIT;
+    pairs.n_pairs = 1, pairs.offsets = offsets, pairs.clean_tokens = clean;
+    pairs.patch_tokens = patch, pairs.clean_answers = &ca, pairs.patch_answers = &pa;
+    sae_graph_options o = SAE_GRAPH_OPTIONS_INIT;
+    o.n_threads = 1, o.allocator = test_allocator();
+    const int32_t methods[] = {SAE_GRAPH_ATP, SAE_GRAPH_IG, SAE_GRAPH_EXACT};
+    sae_graph *good = NULL;
+    ph.bad = 1.0f; /* finite: a valid circuit, evaluated below with the host poisoned */
+    o.method = SAE_GRAPH_ATP;
+    assert_sae_ok(sae_graph_attribute(&good, &host, hooks, dicts, H, &pairs, &o));
+    for (int b = 0; b < N_BAD; b++) {
+        ph.bad = bad_values[b];
+        for (int m = 0; m < 3; m++) {
+            o.method = methods[m];
+            sae_graph *g = (sae_graph *)&o;
+            sae_status s = sae_graph_attribute(&g, &host, hooks, dicts, H, &pairs, &o);
+            assert_int_equal(s, SAE_ENUMERIC);
+            assert_null(g);
+            assert_non_null(strstr(sae_last_error(), "not finite"));
+        }
+        sae_graph_eval_options eo = SAE_GRAPH_EVAL_OPTIONS_INIT;
+        eo.n_threads = 1, eo.allocator = test_allocator();
+        sae_graph_eval ev = SAE_GRAPH_EVAL_INIT;
+        assert_sae_ok(sae_graph_evaluate(&ev, good, NULL, &host, dicts, &pairs, &eo));
+        assert_false(isfinite(ev.metric_full) && isfinite(ev.faithfulness));
+    }
+    sae_graph_free(good);
+    for (int k = 0; k < H; k++)
+        sae_dict_free(owned[k]);
+    linear_host_free(lh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dict_create),  cmocka_unit_test(test_dict_load),
         cmocka_unit_test(test_encoder_rows), cmocka_unit_test(test_patch_rows),
         cmocka_unit_test(test_trainer_options), cmocka_unit_test(test_logits),
+        cmocka_unit_test(test_circuits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

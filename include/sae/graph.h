@@ -179,8 +179,9 @@ typedef struct sae_graph_options {
  * @param[in] options Settings, or NULL for defaults.
  * @return ::SAE_OK, ::SAE_EINVAL, ::SAE_ESHAPE (d_in, lengths), ::SAE_ERANGE (a token, answer
  *         or hook id), ::SAE_EUNSUPPORTED (a dictionary's normalisation; a host without the
- *         backward pass needed), ::SAE_ENOMEM, ::SAE_ECANCELED, or the error of the host or
- *         metric.
+ *         backward pass needed), ::SAE_ENUMERIC (a node effect that is not finite: NaN or
+ *         infinite activations, gradients or metric), ::SAE_ENOMEM, ::SAE_ECANCELED, or the
+ *         error of the host or metric.
  */
 SAE_API sae_status sae_graph_attribute(sae_graph **out, const sae_host *host,
                                        const int32_t *hooks, const sae_dict *const *dicts,
@@ -495,7 +496,8 @@ typedef struct sae_graph_eval {
  * @param[in] pairs Prompt pairs (the clean prompts run; the patch prompts give the means).
  * @param[in] options Settings, or NULL for defaults.
  * @return ::SAE_OK, ::SAE_EINVAL, ::SAE_ESHAPE, ::SAE_ENOTFOUND (a hook name), ::SAE_ERANGE,
- *         ::SAE_EUNSUPPORTED, ::SAE_ENOMEM, or the error of the host or metric.
+ *         ::SAE_EUNSUPPORTED, ::SAE_ENOMEM, or the error of the host or metric. Non-finite
+ *         activations of the host propagate into the metrics and ratios (NaN), not an error.
  */
 SAE_API sae_status sae_graph_evaluate(sae_graph_eval *out, const sae_graph *graph,
                                       const uint8_t *circuit, const sae_host *host,
