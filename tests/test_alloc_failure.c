@@ -391,6 +391,8 @@ static sae_trainer_options train_options(int32_t arch, const sae_allocator *a)
     sae_trainer_options o = SAE_TRAINER_OPTIONS_INIT;
     o.arch = arch, o.d_in = D, o.d_sae = F, o.n_threads = 1, o.seed = 11, o.allocator = a;
     o.k = arch == SAE_ARCH_TOPK || arch == SAE_ARCH_BATCHTOPK ? 3 : 0;
+    if (arch == SAE_ARCH_TOPK) /* the orthogonality regularizer's workspace is swept too */
+        o.ortho_lambda = 0.01, o.ortho_subset = F / 2;
     return o;
 }
 

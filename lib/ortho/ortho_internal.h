@@ -40,6 +40,13 @@ const float *sae__ortho_block(const sae__ortho_rows *r, int64_t k0, int64_t m, f
  * (T, T) and a gathered block (T, d) stay small. */
 int64_t sae__ortho_tile_rows(int64_t d, int64_t n);
 
+/* sae_ortho_penalty() with its workspace (one Gram tile and up to three row blocks) from
+ * `allocator` (NULL: the default): the trainer's regularizer passes the trainer's. */
+sae_status sae__ortho_penalty(double *penalty, float *grad, int64_t ldg, float grad_scale,
+                              const float *W_dec, int64_t n_features, int64_t d, int64_t ld,
+                              const int32_t *subset, int64_t n_subset, int32_t n_threads,
+                              const sae_allocator *allocator);
+
 /* The raw sums a coherence pass produces (over pairs i > j of S unless said otherwise);
  * sae__coherence_finish turns them into the public statistics. */
 typedef struct sae__coherence_sums {

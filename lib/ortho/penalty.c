@@ -71,6 +71,15 @@ sae_status sae_ortho_penalty(double *penalty, float *grad, int64_t ldg, float gr
                              const float *W_dec, int64_t n_features, int64_t d, int64_t ld,
                              const int32_t *subset, int64_t n_subset, int32_t n_threads)
 {
+    return sae__ortho_penalty(penalty, grad, ldg, grad_scale, W_dec, n_features, d, ld, subset,
+                              n_subset, n_threads, NULL);
+}
+
+sae_status sae__ortho_penalty(double *penalty, float *grad, int64_t ldg, float grad_scale,
+                              const float *W_dec, int64_t n_features, int64_t d, int64_t ld,
+                              const int32_t *subset, int64_t n_subset, int32_t n_threads,
+                              const sae_allocator *allocator)
+{
     if (!penalty)
         return sae__fail(SAE_EINVAL, "penalty is NULL");
     if (n_threads < 0)
@@ -85,8 +94,9 @@ sae_status sae_ortho_penalty(double *penalty, float *grad, int64_t ldg, float gr
     int64_t T = sae__ortho_tile_rows(d, r.n);
     size_t blocks = (size_t)((subset ? 2 : 0) + (grad ? 1 : 0));
     work w = {0};
-    w.G = sae__alloc_array(NULL, (size_t)(T * T) + blocks * (size_t)(T * d), sizeof(float));
-    w.rowsq = sae__alloc_array(NULL, (size_t)T, sizeof(double));
+    w.G = sae__alloc_array(allocator, (size_t)(T * T) + blocks * (size_t)(T * d),
+                           sizeof(float));
+    w.rowsq = sae__alloc_array(allocator, (size_t)T, sizeof(double));
     if (w.G && w.rowsq) {
         float *next = w.G + T * T;
         if (subset) {
@@ -99,8 +109,8 @@ sae_status sae_ortho_penalty(double *penalty, float *grad, int64_t ldg, float gr
     } else {
         s = SAE_ENOMEM;
     }
-    sae__free(NULL, w.G);
-    sae__free(NULL, w.rowsq);
+    sae__free(allocator, w.G);
+    sae__free(allocator, w.rowsq);
     return s;
 }
 

@@ -11,6 +11,7 @@
  * The gradient joins dW_dec before the decoder projection and the clipping (trainer.c): sae-icm
  * adds the penalty to its loss before backward, and its transformers Trainer clips the
  * gradient of that total. */
+#include "../ortho/ortho_internal.h"
 #include "trainer_internal.h"
 
 sae_status sae__ortho_term(sae_trainer *t, sae__loss_terms *out)
@@ -25,9 +26,9 @@ sae_status sae__ortho_term(sae_trainer *t, sae__loss_terms *out)
                              SAE__ORTHO_STREAM + (uint64_t)t->step);
     double P = 0;
     if (s == SAE_OK)
-        s = sae_ortho_penalty(&P, t->gp.W_dec, c->d_in, (float)c->ortho_lambda, t->p.W_dec,
-                              c->F, c->d_in, c->d_in, ids, ids ? c->ortho_subset : 0,
-                              c->threads);
+        s = sae__ortho_penalty(&P, t->gp.W_dec, c->d_in, (float)c->ortho_lambda, t->p.W_dec,
+                               c->F, c->d_in, c->d_in, ids, ids ? c->ortho_subset : 0,
+                               c->threads, t->allocator);
     if (s != SAE_OK)
         return s;
     out->ortho = P;
