@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "circuit.h"
 #include "fuzz_util.h"
 
 /* Whole words of the seeds (fuzz/make_corpus.py): each is a token, and so is each
@@ -144,4 +145,38 @@ void fuzz_cli_abort(const char *fmt, ...)
     va_end(ap);
     fflush(out);
     abort();
+}
+
+static void check_pairs(const sae_prompt_pairs *q)
+{
+    if (q->n_pairs < 1 || q->offsets[0] != 0 || !q->clean_tokens || !q->clean_answers)
+        fuzz_cli_abort("pairs: %lld pairs, offsets[0] %lld", (long long)q->n_pairs,
+                       (long long)q->offsets[0]);
+    for (int64_t i = 0; i < q->n_pairs; i++) {
+        const int64_t at = q->offsets[i];
+        if (q->offsets[i + 1] <= at || q->clean_tokens[at] != 1 ||
+            (q->patch_tokens && q->patch_tokens[at] != 1))
+            fuzz_cli_abort("pairs: prompt %lld is empty or does not start with BOS",
+                           (long long)i);
+    }
+    const int64_t n = q->offsets[q->n_pairs];
+    fuzz_check_tokens(q->clean_tokens, n);
+    fuzz_check_tokens(q->clean_answers, q->n_pairs);
+    if (q->patch_tokens)
+        fuzz_check_tokens(q->patch_tokens, n);
+    if (q->patch_answers)
+        fuzz_check_tokens(q->patch_answers, q->n_pairs);
+}
+
+int fuzz_load_pairs(const char *path, int64_t *n_pairs, int *complete)
+{
+    circuit_pairs p;
+    int rc = circuit_pairs_load(&p, path, fuzz_tokenizer());
+    if (rc == 0) {
+        check_pairs(&p.pairs);
+        *n_pairs = p.pairs.n_pairs;
+        *complete = p.pairs.patch_tokens && p.pairs.patch_answers;
+    }
+    circuit_pairs_free(&p);
+    return rc;
 }

@@ -30,6 +30,12 @@ int32_t fuzz_tokenizer_vocab(void);
 /* Check that tokens[0..n) are ids of the tokenizer; aborts otherwise. */
 void fuzz_check_tokens(const int32_t *tokens, int64_t n);
 
+/* Load a prompt-pair file with circuit_pairs_load and check what loaded against circuit.h
+ * (offsets from 0 upwards, prompts that start with BOS, every id a token; aborts otherwise):
+ * the reader's exit code, and for 0 the number of pairs and whether each has a patch prompt
+ * and answer. */
+int fuzz_load_pairs(const char *path, int64_t *n_pairs, int *complete);
+
 /* Silence the tool's stdout and stderr lines (not with SAE_FUZZ_VERBOSE). */
 void fuzz_cli_quiet(void);
 

@@ -502,47 +502,52 @@ def template(**change):
 
 def seeds_prompt_pairs():
     t = "fuzz_prompt_pairs"
-    girl, boy = "Once upon a time, there was a girl named Lily.", "Once upon a time, there was a boy named Tim."
+    girl = "Once upon a time, there was a girl named Lily."
+    boy = "Once upon a time, there was a boy named Tim."
     lines = [pair_line(girl, boy, " She", " He"), pair_line(boy, girl, " He", " She"),
              pair_line("The cats", "The keys", " are", " is")]
-    put(t, "pairs_patched", "\0" + "\n".join(lines) + "\n")
-    put(t, "pairs_zero_ablation", "\0" + pair_line(girl, None, " She", None) + "\n"
+    put(t, "pairs_patched", "\n".join(lines) + "\n")
+    put(t, "pairs_zero_ablation", pair_line(girl, None, " She", None) + "\n"
         + pair_line("The dog", None, " is", None))
-    put(t, "pairs_blank_lines_crlf", "\0\r\n" + lines[0] + "\r\n  \t\r\n" + lines[2] + "\r\n")
-    put(t, "pairs_clean_answers_only", "\0" + pair_line(girl, boy, " She", None))
-    put(t, "bad_pairs_mixed", "\0" + lines[0] + "\n" + pair_line(girl, None, " She", None))
-    put(t, "bad_pairs_unequal", "\0" + pair_line("The cat", "The kite", " is", " is"))
-    put(t, "bad_pairs_answer_two_tokens", "\0" + pair_line(girl, boy, " She was", " He"))
-    put(t, "bad_pairs_answer_merges_back", "\0" + pair_line("The ca", "The do", "t", "g"))
-    put(t, "bad_pairs_not_object", "\0" + lines[0] + "\n[1]\n")
-    put(t, "bad_pairs_missing_field", "\0" + jdump({"clean_prefix": girl}))
-    put(t, "bad_pairs_blank", "\0 \n\t\n")
-    put(t, "bad_pairs_nul", "\0" + lines[0][:40] + "\0" + lines[0][40:])
-    # Templates: byte 1 + 2 (n - 1) + 4 seed, n = 1 or 2.
-    put(t, "template_one", b"\x01" + template().encode())
-    put(t, "template_two_seed1", b"\x07" + template().encode())
-    put(t, "template_no_shared", b"\x03" + template(
+    put(t, "pairs_blank_lines_crlf", "\r\n" + lines[0] + "\r\n  \t\r\n" + lines[2] + "\r\n")
+    put(t, "pairs_clean_answers_only", pair_line(girl, boy, " She", None))
+    put(t, "bad_pairs_mixed", lines[0] + "\n" + pair_line(girl, None, " She", None))
+    put(t, "bad_pairs_unequal", pair_line("The cat", "The kite", " is", " is"))
+    put(t, "bad_pairs_answer_two_tokens", pair_line(girl, boy, " She was", " He"))
+    put(t, "bad_pairs_answer_merges_back", pair_line("The ca", "The do", "t", "g"))
+    put(t, "bad_pairs_not_object", lines[0] + "\n[1]\n")
+    put(t, "bad_pairs_missing_field", jdump({"clean_prefix": girl}))
+    put(t, "bad_pairs_blank", " \n\t\n")
+    put(t, "bad_pairs_nul", lines[0][:40] + "\0" + lines[0][40:])
+
+
+def seeds_pair_templates():
+    t = "fuzz_pair_templates"
+    # Byte b, then the template: n = 1 + (b >> 1 & 1), seed b >> 2 (fuzz_pair_templates.c).
+    put(t, "template_one", b"\x00" + template().encode())
+    put(t, "template_two_seed1", b"\x06" + template().encode())
+    put(t, "template_no_shared", b"\x02" + template(
         templates=["The {noun} named {name}"], shared=None).encode())
-    put(t, "template_three_classes", b"\x03" + template(classes=[
+    put(t, "template_three_classes", b"\x02" + template(classes=[
         {"answer": " she", "slots": {"noun": ["girl"], "name": ["Lily"]}},
         {"answer": " he", "slots": {"noun": ["boy"], "name": ["Tim"]}},
         {"answer": " they", "slots": {"noun": ["cats"], "name": ["Tim"]}}]).encode())
-    put(t, "bad_template_unknown_slot", b"\x01" + template(templates=["A {colour} cat"]).encode())
-    put(t, "bad_template_unclosed", b"\x01" + template(templates=["A {noun cat"]).encode())
-    put(t, "bad_template_long_slot", b"\x01" + template(templates=["{" + "x" * 70 + "}"]).encode())
-    put(t, "bad_template_one_class", b"\x01" + template(classes=[
+    put(t, "bad_template_unknown_slot", b"\x00" + template(templates=["A {colour} cat"]).encode())
+    put(t, "bad_template_unclosed", b"\x00" + template(templates=["A {noun cat"]).encode())
+    put(t, "bad_template_long_slot", b"\x00" + template(templates=["{" + "x" * 70 + "}"]).encode())
+    put(t, "bad_template_one_class", b"\x00" + template(classes=[
         {"answer": " She", "slots": {"noun": ["girl"]}}]).encode())
-    put(t, "bad_template_empty_list", b"\x01" + template(shared={"size": []}).encode())
-    put(t, "bad_template_unequal", b"\x03" + template(templates=["The {noun}"], classes=[
+    put(t, "bad_template_empty_list", b"\x00" + template(shared={"size": []}).encode())
+    put(t, "bad_template_unequal", b"\x02" + template(templates=["The {noun}"], classes=[
         {"answer": " She", "slots": {"noun": ["girl"]}},
         {"answer": " He", "slots": {"noun": ["tall boy"]}}]).encode())
-    put(t, "bad_template_repeats", b"\x03" + template(templates=["The {noun}"], classes=[
+    put(t, "bad_template_repeats", b"\x02" + template(templates=["The {noun}"], classes=[
         {"answer": " She", "slots": {"noun": ["cat"]}},
         {"answer": " He", "slots": {"noun": ["cat"]}}]).encode())
-    put(t, "bad_template_not_strings", b"\x01" + template(templates=[7]).encode())
+    put(t, "bad_template_not_strings", b"\x00" + template(templates=[7]).encode())
     # The fuzzer's first timeout (made readable): 400 draws that all fail, of prompts that run.c's
     # merge loop tokenized in O(n m) lookups (tests/test_fuzz_regressions.c has a slower one).
-    put(t, "bad_template_timeout", b"\x0b" + template(classes=[
+    put(t, "bad_template_timeout", b"\x0a" + template(classes=[
         {"answer": " She", "slots": {"noun": ["girl"], "name": ["Lily", "Miaa"]}},
         {"answer": " He", "slots": {"noun": ["boy"], "name": ["T" + "I" * 100]}}]).encode())
 
@@ -551,7 +556,8 @@ SEEDS = {"fuzz_safetensors": seeds_safetensors, "fuzz_saelens": seeds_saelens,
          "fuzz_sparsify": seeds_sparsify, "fuzz_dictionary_learning": seeds_dictionary_learning,
          "fuzz_torch_pt": seeds_torch_pt, "fuzz_llama2_model": seeds_llama2_model,
          "fuzz_llama2_tokenizer": seeds_llama2_tokenizer, "fuzz_graph_json": seeds_graph_json,
-         "fuzz_task": seeds_task, "fuzz_prompt_pairs": seeds_prompt_pairs}
+         "fuzz_task": seeds_task, "fuzz_prompt_pairs": seeds_prompt_pairs,
+         "fuzz_pair_templates": seeds_pair_templates}
 
 if __name__ == "__main__":
     # Every target (the whole corpus is rewritten), or the ones named: fuzz/make_corpus.py fuzz_task

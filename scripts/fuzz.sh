@@ -26,13 +26,13 @@ shift $((OPTIND - 1))
 targets=("$@")
 ((${#targets[@]})) || targets=(fuzz_safetensors fuzz_saelens fuzz_sparsify fuzz_dictionary_learning
                                fuzz_torch_pt fuzz_llama2_model fuzz_llama2_tokenizer fuzz_graph_json
-                               fuzz_task fuzz_prompt_pairs)
+                               fuzz_task fuzz_prompt_pairs fuzz_pair_templates)
 
 # Longest input per target: a few times its largest seed.
 declare -A max_len=([fuzz_safetensors]=4096 [fuzz_saelens]=4096 [fuzz_sparsify]=4096
                     [fuzz_dictionary_learning]=8192 [fuzz_torch_pt]=8192
                     [fuzz_llama2_model]=4096 [fuzz_llama2_tokenizer]=8192 [fuzz_graph_json]=4096
-                    [fuzz_task]=2048 [fuzz_prompt_pairs]=2048)
+                    [fuzz_task]=2048 [fuzz_prompt_pairs]=2048 [fuzz_pair_templates]=2048)
 
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
   -DCMAKE_CXX_COMPILER=clang++ -DSAE_FUZZ=ON -DSAE_BUILD_TESTS=OFF >/dev/null

@@ -124,7 +124,7 @@ static int pairs_from_template(const char *patch_noun, double *seconds)
  * tokenizes four prompts. With run.c's merge loop (O(n m) lookups for n pieces and m merges,
  * examples/llama2/tokenizer.c) 1 KB prompts that merge a lot made that 38 s of processor time
  * in Release, and a longer run or task prompt hours; the fuzzer's first timeout
- * (fuzz_prompt_pairs/bad_template_timeout) was a smaller case. The merges now take
+ * (fuzz_pair_templates/bad_template_timeout) was a smaller case. The merges now take
  * O((n + m) log n): well under a second in Release. */
 static void test_template_slow_merges(void **state)
 {
