@@ -180,3 +180,15 @@ int fuzz_load_pairs(const char *path, int64_t *n_pairs, int *complete)
     circuit_pairs_free(&p);
     return rc;
 }
+
+/* libFuzzer calls this once before the first input (it is weak in libFuzzer; this object is
+ * linked into every CLI target through the functions above). */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    fuzz_tokenizer();
+    fuzz_cli_quiet();
+    return 0;
+}

@@ -36,7 +36,8 @@ void fuzz_check_tokens(const int32_t *tokens, int64_t n);
  * and answer. */
 int fuzz_load_pairs(const char *path, int64_t *n_pairs, int *complete);
 
-/* Silence the tool's stdout and stderr lines (not with SAE_FUZZ_VERBOSE). */
+/* Silence the tool's stdout and stderr lines (not with SAE_FUZZ_VERBOSE). The targets need not
+ * call this or fuzz_tokenizer(): fuzz_cli.c's LLVMFuzzerInitialize does both. */
 void fuzz_cli_quiet(void);
 
 /* Print "fuzz: <message>" where stderr was before fuzz_cli_quiet(), and abort: a reader gave

@@ -13,16 +13,7 @@
 #include "fuzz_cli.h"
 #include "fuzz_util.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc, (void)argv;
-    fuzz_tokenizer();
-    fuzz_cli_quiet();
-    return 0;
-}
 
 /* `sae circuit pairs` on the template; what it writes must load. */
 static void run_template(uint8_t b, const char *template_path)

@@ -12,16 +12,7 @@
 #include "fuzz_util.h"
 #include "task.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc, (void)argv;
-    fuzz_tokenizer();
-    fuzz_cli_quiet();
-    return 0;
-}
 
 static void check_task(const cli_task *t)
 {
