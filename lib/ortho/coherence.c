@@ -180,13 +180,10 @@ sae_status sae_ortho_dict_coherence(sae_coherence *out, float *feature_max_cos,
                                     const sae_dict *dict, const int32_t *subset,
                                     int64_t n_subset, int32_t n_threads)
 {
-    if (!dict)
-        return sae__fail(SAE_EINVAL, "dict is NULL");
-    sae_dict_weights w = SAE_DICT_WEIGHTS_INIT;
-    sae_status s = sae_dict_get_weights(dict, &w);
+    const float *W;
+    int64_t F, d;
+    sae_status s = sae__ortho_dict_decoder(dict, &W, &F, &d);
     if (s != SAE_OK)
         return s;
-    int64_t d = sae_dict_d_in(dict);
-    return sae_ortho_coherence(out, feature_max_cos, w.W_dec, sae_dict_d_sae(dict), d, d,
-                               subset, n_subset, n_threads);
+    return sae_ortho_coherence(out, feature_max_cos, W, F, d, d, subset, n_subset, n_threads);
 }

@@ -40,6 +40,11 @@ const float *sae__ortho_block(const sae__ortho_rows *r, int64_t k0, int64_t m, f
  * (T, T) and a gathered block (T, d) stay small. */
 int64_t sae__ortho_tile_rows(int64_t d, int64_t n);
 
+/* The decoder rows of a dictionary, for the sae_ortho_dict_* wrappers: *W_dec (F, d), leading
+ * dimension d. SAE_EINVAL for a NULL dict. */
+sae_status sae__ortho_dict_decoder(const sae_dict *dict, const float **W_dec, int64_t *F,
+                                   int64_t *d);
+
 /* sae_ortho_penalty() with its workspace (one Gram tile and up to three row blocks) from
  * `allocator` (NULL: the default): the trainer's regularizer passes the trainer's. */
 sae_status sae__ortho_penalty(double *penalty, float *grad, int64_t ldg, float grad_scale,

@@ -109,3 +109,14 @@ void sae__coherence_finish(sae_coherence *c, const sae__coherence_sums *s, const
     }
     c->mean_max_cos = sum_max / n;
 }
+
+sae_status sae__ortho_dict_decoder(const sae_dict *dict, const float **W_dec, int64_t *F,
+                                   int64_t *d)
+{
+    if (!dict)
+        return sae__fail(SAE_EINVAL, "dict is NULL");
+    sae_dict_weights w = SAE_DICT_WEIGHTS_INIT;
+    sae_status s = sae_dict_get_weights(dict, &w);
+    *W_dec = w.W_dec, *F = sae_dict_d_sae(dict), *d = sae_dict_d_in(dict);
+    return s;
+}
