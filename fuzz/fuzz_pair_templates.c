@@ -3,7 +3,8 @@
  *
  * Input: one byte b, then the template file, run through `sae circuit pairs --n N --seed S`
  * with N = 1 + (b >> 1 & 1) and S = b >> 2 (one or two pairs: each draw tokenizes four
- * prompts, and a template that cannot give N pairs is given up after 200 N draws). When that
+ * prompts, and a template that cannot give N pairs is given up after 10 N draws in the fuzz
+ * build, 200 N in the tool: FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION). When that
  * succeeds, the pairs it wrote must load with circuit_pairs_load, N of them, each with a patch
  * prompt and answer (the generator's output is the reader's input; fuzz_load_pairs). */
 #include <inttypes.h>

@@ -13,31 +13,44 @@ struct llama2_tokenizer {
     int32_t vocab_size, max_token_length;
     char **vocab;             /* (vocab_size) NUL-terminated pieces */
     float *scores;            /* (vocab_size) merge priority */
-    int32_t *sorted;          /* (vocab_size) ids sorted by piece, for lookup */
+    int32_t *table;           /* (table_mask + 1) ids by hash of their piece, -1 = empty */
+    uint32_t table_mask;      /* table size - 1: a power of two >= 2 vocab_size */
     char byte_pieces[512];    /* "\xNN\0" for each byte NN: what <0xNN> decodes to */
 };
 
-static int compare_ids(const void *a, const void *b, void *user)
+/* FNV-1a of a NUL-terminated piece. */
+static uint32_t hash_piece(const char *s)
 {
-    char *const *vocab = user;
-    return strcmp(vocab[*(const int32_t *)a], vocab[*(const int32_t *)b]);
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
 }
 
-/* Id of the piece `s`, or -1 (binary search over the sorted ids). */
+/* Id of the piece `s`, or -1: open addressing with linear probing, at most half full. run.c
+ * does a binary search over the sorted pieces; a hash finds the same piece with one or two
+ * comparisons instead of log2(vocab_size), and needs no sort at load. */
 static int32_t lookup(const llama2_tokenizer *t, const char *s)
 {
-    int64_t lo = 0, hi = t->vocab_size - 1;
-    while (lo <= hi) {
-        int64_t mid = (lo + hi) / 2;
-        int c = strcmp(s, t->vocab[t->sorted[mid]]);
-        if (c == 0)
-            return t->sorted[mid];
-        if (c < 0)
-            hi = mid - 1;
-        else
-            lo = mid + 1;
+    for (uint32_t at = hash_piece(s) & t->table_mask;; at = (at + 1) & t->table_mask) {
+        const int32_t id = t->table[at];
+        if (id < 0 || !strcmp(s, t->vocab[id]))
+            return id;
     }
-    return -1;
+}
+
+/* Enter every id; a piece that occurs twice keeps its first (lowest) id. */
+static void fill_table(llama2_tokenizer *t)
+{
+    for (uint32_t at = 0; at <= t->table_mask; at++)
+        t->table[at] = -1;
+    for (int32_t i = 0; i < t->vocab_size; i++) {
+        uint32_t at = hash_piece(t->vocab[i]) & t->table_mask;
+        while (t->table[at] >= 0 && strcmp(t->vocab[i], t->vocab[t->table[at]]))
+            at = (at + 1) & t->table_mask;
+        if (t->table[at] < 0)
+            t->table[at] = i;
+    }
 }
 
 void llama2_tokenizer_free(llama2_tokenizer *t)
@@ -50,7 +63,7 @@ void llama2_tokenizer_free(llama2_tokenizer *t)
             a->free(t->vocab[i], a->user);
     a->free(t->vocab, a->user);
     a->free(t->scores, a->user);
-    a->free(t->sorted, a->user);
+    a->free(t->table, a->user);
     a->free(t, a->user);
 }
 
@@ -96,8 +109,11 @@ sae_status llama2_tokenizer_load(llama2_tokenizer **out, const char *path, int32
     t->vocab_size = vocab_size;
     t->vocab = llama2__alloc(a, (size_t)vocab_size, sizeof *t->vocab);
     t->scores = llama2__alloc(a, (size_t)vocab_size, sizeof *t->scores);
-    t->sorted = llama2__alloc(a, (size_t)vocab_size, sizeof *t->sorted);
-    if (!t->vocab || !t->scores || !t->sorted) {
+    t->table_mask = 1;
+    while (t->table_mask < 2 * (uint32_t)vocab_size - 1)
+        t->table_mask = 2 * t->table_mask + 1;
+    t->table = llama2__alloc(a, (size_t)t->table_mask + 1, sizeof *t->table);
+    if (!t->vocab || !t->scores || !t->table) {
         llama2_tokenizer_free(t);
         return SAE_ENOMEM;
     }
@@ -112,9 +128,7 @@ sae_status llama2_tokenizer_load(llama2_tokenizer **out, const char *path, int32
     }
     for (int i = 0; i < 256; i++)
         t->byte_pieces[2 * i] = (char)i;
-    for (int32_t i = 0; i < vocab_size; i++)
-        t->sorted[i] = i;
-    qsort_r(t->sorted, (size_t)vocab_size, sizeof *t->sorted, compare_ids, t->vocab);
+    fill_table(t);
     *out = t;
     return SAE_OK;
 }
