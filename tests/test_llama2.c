@@ -832,7 +832,7 @@ static llama2_tokenizer *small_tokenizer(const char *const *extra, const float *
 /* The heap-based merges give run.c's tokens: on slices of the stories text and random text of
  * letters that merge (tok512), on a tokenizer with equal scores, NaN and scores run.c never
  * picks (-1e11), and on long runs of one merge; a text of 200,000 merging characters takes
- * well under a second (run.c's loop: hours). */
+ * well under a second (run.c's loop: hours, which ctest's TIMEOUT turns into a failure). */
 static void test_tokenizer_merges_match_reference(void **state)
 {
     llama2_tokenizer *t = load_tokenizer();
@@ -881,7 +881,6 @@ static void test_tokenizer_merges_match_reference(void **state)
     const double seconds = (double)(clock() - t0) / CLOCKS_PER_SEC;
     printf("    %d characters that merge: %lld tokens in %.3f s\n", LONG, (long long)n, seconds);
     assert_true(n < LONG / 2);
-    assert_true(seconds < 20.0); /* run.c's loop: about (n/2)^2 lookups, hours */
     test_free(tokens);
     test_free(big);
     llama2_tokenizer_free(t);
