@@ -27,16 +27,22 @@ static uint32_t hash_piece(const char *s)
     return h;
 }
 
-/* Id of the piece `s`, or -1: open addressing with linear probing, at most half full. run.c
- * does a binary search over the sorted pieces; a hash finds the same piece with one or two
- * comparisons instead of log2(vocab_size), and needs no sort at load. */
+/* The slot of the piece `s` in the table, or the empty slot where it would go: open
+ * addressing with linear probing, the table at most half full. run.c does a binary search over
+ * the sorted pieces; a hash finds the same piece with one or two comparisons instead of
+ * log2(vocab_size), and needs no sort at load. */
+static uint32_t slot_of(const llama2_tokenizer *t, const char *s)
+{
+    uint32_t at = hash_piece(s) & t->table_mask;
+    while (t->table[at] >= 0 && strcmp(s, t->vocab[t->table[at]]))
+        at = (at + 1) & t->table_mask;
+    return at;
+}
+
+/* Id of the piece `s`, or -1. */
 static int32_t lookup(const llama2_tokenizer *t, const char *s)
 {
-    for (uint32_t at = hash_piece(s) & t->table_mask;; at = (at + 1) & t->table_mask) {
-        const int32_t id = t->table[at];
-        if (id < 0 || !strcmp(s, t->vocab[id]))
-            return id;
-    }
+    return t->table[slot_of(t, s)];
 }
 
 /* Enter every id; a piece that occurs twice keeps its first (lowest) id. */
@@ -45,9 +51,7 @@ static void fill_table(llama2_tokenizer *t)
     for (uint32_t at = 0; at <= t->table_mask; at++)
         t->table[at] = -1;
     for (int32_t i = 0; i < t->vocab_size; i++) {
-        uint32_t at = hash_piece(t->vocab[i]) & t->table_mask;
-        while (t->table[at] >= 0 && strcmp(t->vocab[i], t->vocab[t->table[at]]))
-            at = (at + 1) & t->table_mask;
+        const uint32_t at = slot_of(t, t->vocab[i]);
         if (t->table[at] < 0)
             t->table[at] = i;
     }
